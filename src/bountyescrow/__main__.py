@@ -1,0 +1,5 @@
+"""`python -m bountyescrow ...` runs the command-line interface."""
+
+from bountyescrow.cli import main
+
+raise SystemExit(main())

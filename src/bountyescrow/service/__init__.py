@@ -1,0 +1,7 @@
+"""The service layer: `EscrowService` and its settings."""
+
+from bountyescrow.service._driver import RecoveryReport
+from bountyescrow.service._service import EscrowService
+from bountyescrow.service._settings import EscrowSettings
+
+__all__ = ["EscrowService", "EscrowSettings", "RecoveryReport"]

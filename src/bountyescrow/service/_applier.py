@@ -1,0 +1,260 @@
+"""Applying what the gateway reports (webhook events, polled objects) to escrows.
+
+Every handler runs inside the caller's unit of work, resolves the object to its escrow and
+operation, and applies it by state through the pure transitions, so the same object applied
+twice, or objects applied out of order, book money once.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from bountyescrow.domain import transitions as tr
+from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.gateway_objects import (
+    AccountSnapshot,
+    DisputeSnapshot,
+    FraudWarningSnapshot,
+    GatewayObject,
+    PaymentSnapshot,
+    PayoutSnapshot,
+    RefundSnapshot,
+    ReversalSnapshot,
+    TransferSnapshot,
+)
+from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.records import WebhookStatus
+from bountyescrow.domain.transitions import GATEWAY_ACTOR, Outcome
+from bountyescrow.errors import EventNotReadyError
+from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service._core import ServiceCore, log, new_id
+
+
+@attrs.define
+class Applied:
+    """What applying one gateway object did, and what must happen after commit."""
+
+    status: WebhookStatus = WebhookStatus.IGNORED
+    events: list[DomainEvent] = attrs.Factory(list)
+    #: Operations to send once the transaction has committed.
+    drive: list[str] = attrs.Factory(list)
+    #: Releases whose payee became ready: made pending, then sent, one escrow at a time.
+    ready_releases: list[str] = attrs.Factory(list)
+
+
+class EventApplier(ServiceCore):
+    """Turns gateway objects into transitions inside a unit of work."""
+
+    def _apply_outcome(
+        self, uow: UnitOfWork, applied: Applied, before: Escrow, outcome: Outcome, action: str
+    ) -> Escrow:
+        if outcome.changed or outcome.escrow != before:
+            applied.status = WebhookStatus.PROCESSED
+            applied.events += self._persist(
+                uow, outcome, before=before, action=action, actor_id=GATEWAY_ACTOR
+            )
+            applied.drive += [
+                op.id
+                for op in outcome.operations
+                if op.status is OperationStatus.PENDING
+                and op.request is not None
+                and op.gateway_ref is None
+                and op.attempts == 0
+                and op.claimed_until is None
+            ]
+        return outcome.escrow
+
+    def _lock_escrow(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
+        escrow = uow.escrows.get(escrow_id, for_update=True)
+        if escrow is None:
+            # Our metadata names it, so the commit that creates it is still under way.
+            raise EventNotReadyError(f"escrow {escrow_id} is not committed yet")
+        return escrow
+
+    def _escrow_of_payment(self, uow: UnitOfWork, payment_ref: str | None) -> Escrow | None:
+        if payment_ref is None:
+            return None
+        funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, payment_ref)
+        if funding is None:
+            return None
+        return self._lock_escrow(uow, funding.escrow_id)
+
+    def apply_object(self, uow: UnitOfWork, obj: GatewayObject) -> Applied:
+        """Apply one gateway object inside `uow`."""
+        applied = Applied()
+        if isinstance(obj, PaymentSnapshot):
+            self._payment(uow, obj, applied)
+        elif isinstance(obj, TransferSnapshot):
+            self._transfer(uow, obj, applied)
+        elif isinstance(obj, RefundSnapshot):
+            self._refund(uow, obj, applied)
+        elif isinstance(obj, DisputeSnapshot):
+            self._dispute(uow, obj, applied)
+        elif isinstance(obj, AccountSnapshot):
+            self._account(uow, obj, applied)
+        elif isinstance(obj, FraudWarningSnapshot):
+            escrow = self._escrow_of_payment(uow, obj.payment_ref)
+            if escrow is not None:
+                self._apply_outcome(
+                    uow, applied, escrow, tr.apply_fraud_warning(escrow, obj.ref), "fraud_warning"
+                )
+        elif isinstance(obj, PayoutSnapshot):
+            self._payout(uow, obj, applied)
+        elif isinstance(obj, ReversalSnapshot):
+            release = uow.operations.by_gateway_ref(OperationKind.RELEASE, obj.transfer_ref)
+            if release is not None:
+                escrow = self._lock_escrow(uow, release.escrow_id)
+                self._reversal(uow, escrow, release, obj, applied)
+        return applied
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    def _payment(self, uow: UnitOfWork, payment: PaymentSnapshot, applied: Applied) -> None:
+        escrow_id, op_id = tr.metadata_of(payment.metadata)
+        if escrow_id is None:
+            return
+        escrow = self._lock_escrow(uow, escrow_id)
+        funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, payment.ref)
+        if funding is None and op_id is not None:
+            candidate = uow.operations.get(op_id)
+            if (
+                candidate is not None
+                and candidate.kind is OperationKind.FUNDING
+                and candidate.gateway_ref is None
+                and escrow.payment_ref is None
+            ):
+                # The webhook overtook the call's own record step: record it here.
+                escrow = self._apply_outcome(
+                    uow,
+                    applied,
+                    escrow,
+                    tr.record_payment_created(escrow, candidate, payment, now=self.now()),
+                    "payment_created",
+                )
+                funding = uow.operations.get(op_id)
+        outcome = tr.apply_payment(
+            escrow, funding, payment, now=self.now(), new_id=lambda: new_id("op")
+        )
+        self._apply_outcome(uow, applied, escrow, outcome, f"payment_{payment.status}")
+
+    def _transfer(self, uow: UnitOfWork, transfer: TransferSnapshot, applied: Applied) -> None:
+        escrow_id, op_id = tr.metadata_of(transfer.metadata)
+        release = uow.operations.by_gateway_ref(OperationKind.RELEASE, transfer.ref)
+        if release is None and op_id is not None:
+            release = uow.operations.get(op_id)
+            if release is None and escrow_id is not None:
+                raise EventNotReadyError(f"operation {op_id} is not committed yet")
+        if release is None or release.kind is not OperationKind.RELEASE:
+            return  # a transfer the library did not make
+        escrow = self._lock_escrow(uow, release.escrow_id)
+        if release.status.open:
+            escrow = self._apply_outcome(
+                uow,
+                applied,
+                escrow,
+                tr.complete_release(escrow, release, transfer, now=self.now()),
+                "release_confirmed",
+            )
+        for reversal in transfer.reversals:
+            release = uow.operations.get(release.id) or release
+            escrow = self._reversal(uow, escrow, release, reversal, applied)
+
+    def _reversal(
+        self,
+        uow: UnitOfWork,
+        escrow: Escrow,
+        release: Operation,
+        reversal: ReversalSnapshot,
+        applied: Applied,
+    ) -> Escrow:
+        if release.status is not OperationStatus.SUCCEEDED:
+            return escrow
+        _, op_id = tr.metadata_of(reversal.metadata)
+        ours = uow.operations.get(op_id) if op_id else None
+        if ours is not None and ours.kind is OperationKind.REVERSAL:
+            if not ours.status.open:
+                return escrow
+            outcome = tr.complete_reversal(escrow, ours, release, reversal, now=self.now())
+            return self._apply_outcome(uow, applied, escrow, outcome, "reversal_confirmed")
+        known = uow.operations.by_gateway_ref(
+            OperationKind.REVERSAL, reversal.ref
+        ) or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REVERSAL, reversal.ref)
+        if known is not None:
+            return escrow
+        outcome = tr.adopt_external_reversal(
+            escrow, release, reversal, op_id=new_id("op"), now=self.now()
+        )
+        log.warning(
+            "adopted a transfer reversal made outside bountyescrow",
+            extra={"escrow_id": escrow.id, "gateway_ref": reversal.ref},
+        )
+        return self._apply_outcome(uow, applied, escrow, outcome, "external_reversal")
+
+    def _refund(self, uow: UnitOfWork, refund: RefundSnapshot, applied: Applied) -> None:
+        escrow_id, op_id = tr.metadata_of(refund.metadata)
+        op = uow.operations.get(op_id) if op_id else None
+        if op is None and op_id is not None and escrow_id is not None:
+            raise EventNotReadyError(f"operation {op_id} is not committed yet")
+        op = (
+            op
+            or uow.operations.by_gateway_ref(OperationKind.REFUND, refund.ref)
+            or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REFUND, refund.ref)
+        )
+        if op is not None:
+            escrow = self._lock_escrow(uow, op.escrow_id)
+            outcome = tr.apply_refund(escrow, op, refund, now=self.now())
+            self._apply_outcome(uow, applied, escrow, outcome, f"refund_{refund.status}")
+            return
+        target = self._escrow_of_payment(uow, refund.payment_ref)
+        if target is None or refund.status != "succeeded":
+            return  # not ours, or an outside refund still pending: adopted once it succeeds
+        outcome = tr.adopt_external_refund(target, refund, op_id=new_id("op"), now=self.now())
+        log.warning(
+            "adopted a refund made outside bountyescrow",
+            extra={"escrow_id": target.id, "gateway_ref": refund.ref},
+        )
+        self._apply_outcome(uow, applied, target, outcome, "external_refund")
+
+    def _dispute(self, uow: UnitOfWork, dispute: DisputeSnapshot, applied: Applied) -> None:
+        escrow = self._escrow_of_payment(uow, dispute.payment_ref)
+        if escrow is None:
+            return
+        existing = uow.disputes.get(dispute.ref)
+        outcome = tr.apply_dispute(escrow, existing, dispute, now=self.now())
+        self._apply_outcome(uow, applied, escrow, outcome, f"dispute_{dispute.status}")
+
+    def _account(self, uow: UnitOfWork, account: AccountSnapshot, applied: Applied) -> None:
+        payee = uow.payees.by_account(account.ref)
+        if payee is None:
+            return
+        ready = account.ready and not account.deauthorized
+        if ready == payee.ready:
+            applied.status = WebhookStatus.PROCESSED
+            return
+        uow.payees.save(attrs.evolve(payee, ready=ready, updated_at=self.now()))
+        event = DomainEvent(
+            type="payee.ready" if ready else "payee.not_ready",
+            escrow_id=None,
+            data={"payee_id": payee.id},
+            created_at=self.now(),
+        )
+        uow.events.add(event)
+        applied.events.append(event)
+        applied.status = WebhookStatus.PROCESSED
+        if ready:
+            applied.ready_releases += [op.id for op in uow.operations.awaiting_payee(payee.id)]
+
+    def _payout(self, uow: UnitOfWork, payout: PayoutSnapshot, applied: Applied) -> None:
+        payee = uow.payees.by_account(payout.account_ref)
+        if payee is None or payout.status != "failed":
+            return
+        event = DomainEvent(
+            type="payee.payout_failed",
+            escrow_id=None,
+            data={"payee_id": payee.id, "payout": payout.ref, "code": payout.failure_code},
+            created_at=self.now(),
+        )
+        uow.events.add(event)
+        applied.events.append(event)
+        applied.status = WebhookStatus.PROCESSED

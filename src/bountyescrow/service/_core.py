@@ -1,0 +1,158 @@
+"""What every part of the service shares: ports, settings, transactions, persistence."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+
+from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.operation import Operation
+from bountyescrow.domain.records import AuditRecord
+from bountyescrow.domain.transitions import Outcome
+from bountyescrow.errors import StorageError
+from bountyescrow.ports.clock import Clock
+from bountyescrow.ports.gateway import PaymentGateway
+from bountyescrow.ports.policy import AuthorizationPolicy
+from bountyescrow.ports.store import EscrowStore, UnitOfWork
+from bountyescrow.service._settings import EscrowSettings
+
+T = TypeVar("T")
+log = logging.getLogger("bountyescrow")
+
+EventHook = Callable[[DomainEvent], None]
+
+
+def new_id(prefix: str) -> str:
+    """A random, URL-safe id such as ``esc_3kTMd9...``."""
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+def escrow_view(escrow: Escrow) -> dict[str, Any]:
+    """The audit trail's picture of an escrow's money and status."""
+    return {
+        "status": escrow.status.value,
+        "funded": escrow.funded.amount,
+        "held": escrow.held.amount,
+        "reserved": escrow.reserved.amount,
+        "released": escrow.released.amount,
+        "refunded": escrow.refunded.amount,
+        "dispute_withdrawn": escrow.dispute_withdrawn.amount,
+        "currency": escrow.currency,
+    }
+
+
+class ServiceCore:
+    """Ports, settings and the helpers every service part uses."""
+
+    def __init__(
+        self,
+        *,
+        store: EscrowStore,
+        gateway: PaymentGateway,
+        policy: AuthorizationPolicy,
+        clock: Clock,
+        namespace: str,
+        settings: EscrowSettings,
+        hooks: Sequence[EventHook],
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.policy = policy
+        self.clock = clock
+        self.namespace = namespace
+        self.settings = settings
+        self._hooks = tuple(hooks)
+
+    # --- transactions -------------------------------------------------------------------------
+
+    def _tx(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run `work` in one unit of work, committing if it returns.
+
+        A transient storage failure (deadlock, serialization failure, locked database) rolls
+        back and reruns the whole unit of work, with jitter, a few times.
+        """
+        attempt = 0
+        while True:
+            try:
+                with self.store.unit_of_work() as uow:
+                    result = work(uow)
+                    uow.commit()
+                    return result
+            except StorageError as exc:
+                attempt += 1
+                if not exc.details.get("transient") or attempt > self.settings.storage_retries:
+                    raise
+                log.warning("transient storage error, retrying (attempt %d): %s", attempt, exc)
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+
+    def _persist(
+        self,
+        uow: UnitOfWork,
+        outcome: Outcome,
+        *,
+        before: Escrow | None,
+        action: str,
+        actor_id: str,
+        correlation_id: str | None = None,
+        new_operations: Iterable[str] = (),
+        new_escrow: bool = False,
+    ) -> list[DomainEvent]:
+        """Write an outcome: escrow, operations, disputes, entries, events and one audit line."""
+        now = self.clock.now()
+        if new_escrow:
+            uow.escrows.add(outcome.escrow)
+        elif before is None or outcome.escrow != before:
+            uow.escrows.save(outcome.escrow)
+        fresh = set(new_operations)
+        for op in outcome.operations:
+            if op.id in fresh or uow.operations.get(op.id) is None:
+                uow.operations.add(op)
+            else:
+                uow.operations.save(op)
+        for dispute in outcome.disputes:
+            uow.disputes.save(dispute)
+        for entry in outcome.entries:
+            uow.ledger.add(attrs.evolve(entry, created_at=now))
+        events = [attrs.evolve(event, created_at=now) for event in outcome.events]
+        for event in events:
+            uow.events.add(event)
+        if outcome.changed or new_escrow or before != outcome.escrow:
+            op_id = outcome.operations[0].id if outcome.operations else None
+            uow.audit.add(
+                AuditRecord(
+                    action=action,
+                    actor_id=actor_id,
+                    escrow_id=outcome.escrow.id,
+                    operation_id=op_id,
+                    created_at=now,
+                    before=escrow_view(before) if before else {},
+                    after=escrow_view(outcome.escrow),
+                    correlation_id=correlation_id,
+                )
+            )
+        return events
+
+    def _publish(self, events: Iterable[DomainEvent]) -> None:
+        """Give committed events to the post-commit hooks (the outbox is the durable copy)."""
+        for event in events:
+            for hook in self._hooks:
+                try:
+                    hook(event)
+                except Exception:  # a host hook must not undo a committed money change
+                    log.exception("event hook failed for %s", event.type)
+
+    def gateway_key(self, op: Operation) -> str:
+        """The idempotency key sent to the gateway for the operation's current generation."""
+        return f"bountyescrow:{self.namespace}:{op.id}:{op.generation}"
+
+    def now(self) -> datetime:
+        """The clock's time."""
+        return self.clock.now()

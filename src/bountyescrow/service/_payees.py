@@ -1,0 +1,115 @@
+"""Payees: connected accounts that receive releases."""
+
+from __future__ import annotations
+
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.payee import Payee
+from bountyescrow.domain.records import (
+    AuditRecord,
+)
+from bountyescrow.errors import (
+    PayeeNotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from bountyescrow.ports.policy import Actor
+from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service._runner import CommandRunner
+
+
+class PayeeCommands(CommandRunner):
+    """Registering payees and onboarding them at the gateway."""
+
+    # --- payees -------------------------------------------------------------------------------
+
+    def register_payee(
+        self,
+        payee_id: str,
+        *,
+        country: str,
+        email: str | None = None,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Payee:
+        """Create the payee's connected account (once per payee; later calls return it)."""
+        self._text(payee_id, "payee_id")
+        if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+            raise ValidationError(f"country must be a two-letter ISO code, got {country!r}")
+        actor = self._actor(actor) if actor is not None else Actor(payee_id)
+        decision = self.policy.decide(actor, "register_payee", None, {"payee_id": payee_id})
+        if not decision.allowed:
+            denied = self._tx(
+                lambda uow: self._deny(
+                    uow, actor, "register_payee", None, decision.reason, correlation_id
+                )
+            )
+            raise denied.error
+        existing = self._tx(lambda uow: uow.payees.get(payee_id))
+        if existing is not None:
+            return existing
+        account = self.gateway.create_account(
+            payee_id=payee_id,
+            email=email,
+            country=country.upper(),
+            idempotency_key=f"bountyescrow:{self.namespace}:payee:{payee_id}",
+        )
+        now = self.now()
+        payee = Payee(
+            id=payee_id,
+            account_ref=account.ref,
+            ready=account.ready,
+            country=country.upper(),
+            email=email,
+            created_at=now,
+            updated_at=now,
+        )
+
+        def work(uow: UnitOfWork) -> Payee:
+            current = uow.payees.get(payee_id, for_update=True)
+            if current is not None:
+                return current
+            uow.payees.save(payee)
+            uow.audit.add(
+                AuditRecord(
+                    action="register_payee",
+                    actor_id=actor.id,
+                    escrow_id=None,
+                    created_at=now,
+                    after={"payee_id": payee_id, "account": account.ref},
+                    correlation_id=correlation_id,
+                )
+            )
+            uow.events.add(
+                DomainEvent(
+                    type="payee.registered",
+                    escrow_id=None,
+                    data={"payee_id": payee_id},
+                    created_at=now,
+                )
+            )
+            return payee
+
+        return self._tx(work)
+
+    def onboarding_link(
+        self, payee_id: str, *, return_url: str, refresh_url: str, actor: Actor | None = None
+    ) -> str:
+        """A one-time URL where the payee completes onboarding at the gateway."""
+        actor = self._actor(actor) if actor is not None else Actor(payee_id)
+        decision = self.policy.decide(actor, "onboarding_link", None, {"payee_id": payee_id})
+        if not decision.allowed:
+            raise PermissionDeniedError(f"{actor.id} may not onboard {payee_id}: {decision.reason}")
+        payee = self.get_payee(payee_id)
+        return self.gateway.create_onboarding_link(
+            payee.account_ref,
+            return_url=self._text(return_url, "return_url"),
+            refresh_url=self._text(refresh_url, "refresh_url"),
+        )
+
+    def get_payee(self, payee_id: str) -> Payee:
+        """The registered payee. Raises `PayeeNotFoundError`."""
+        payee = self._tx(lambda uow: uow.payees.get(payee_id))
+        if payee is None:
+            raise PayeeNotFoundError(f"payee {payee_id!r} is not registered")
+        return payee

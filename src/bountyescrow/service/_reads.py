@@ -1,0 +1,127 @@
+"""Reads: escrows, operations, ledger, audit trail, events, invariants."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from bountyescrow.domain.dispute import Dispute
+from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.invariants import violations
+from bountyescrow.domain.ledger import JournalEntry
+from bountyescrow.domain.money import Money
+from bountyescrow.domain.operation import Operation
+from bountyescrow.domain.records import (
+    AuditRecord,
+)
+from bountyescrow.errors import (
+    EscrowNotFoundError,
+    OperationNotFoundError,
+    PermissionDeniedError,
+)
+from bountyescrow.ports.policy import Actor
+from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service._core import ServiceCore
+
+
+class Reads(ServiceCore):
+    """The service's read side."""
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _lock_escrow_or_404(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
+        escrow = uow.escrows.get(escrow_id, for_update=True)
+        if escrow is None:
+            raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
+        return escrow
+
+    def _get_escrow(self, escrow_id: str) -> Escrow:
+        escrow = self._tx(lambda uow: uow.escrows.get(escrow_id))
+        if escrow is None:
+            raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
+        return escrow
+
+    def _check_read(self, actor: Actor | None, escrow: Escrow) -> None:
+        if actor is None:
+            return
+        payees = {op.payee_id for op in self._tx(lambda uow: uow.operations.for_escrow(escrow.id))}
+        decision = self.policy.decide(actor, "read", escrow, {"payee_ids": payees})
+        if not decision.allowed:
+            raise PermissionDeniedError(f"{actor.id} may not read {escrow.id}: {decision.reason}")
+
+    def get(self, escrow_id: str, *, actor: Actor | None = None) -> Escrow:
+        """The escrow. With `actor`, the read is authorized. Raises `EscrowNotFoundError`."""
+        escrow = self._get_escrow(escrow_id)
+        self._check_read(actor, escrow)
+        return escrow
+
+    def find(self, *, bounty_id: str | None = None, poster_id: str | None = None) -> list[Escrow]:
+        """Escrows of a bounty and/or a poster, oldest first."""
+        return self._tx(lambda uow: uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id))
+
+    def get_operation(self, operation_id: str) -> Operation:
+        """The operation. Raises `OperationNotFoundError`."""
+        op = self._tx(lambda uow: uow.operations.get(operation_id))
+        if op is None:
+            raise OperationNotFoundError(f"no operation with id {operation_id!r}")
+        return op
+
+    def operations(self, escrow_id: str) -> list[Operation]:
+        """The escrow's operations, oldest first."""
+        return self._tx(lambda uow: uow.operations.for_escrow(escrow_id))
+
+    def ledger(self, escrow_id: str) -> list[JournalEntry]:
+        """The escrow's journal entries in booking order."""
+        return self._tx(lambda uow: uow.ledger.for_escrow(escrow_id))
+
+    def audit_trail(self, escrow_id: str) -> list[AuditRecord]:
+        """The escrow's audit records in order."""
+        return self._tx(lambda uow: uow.audit.for_escrow(escrow_id))
+
+    def disputes(self, escrow_id: str) -> list[Dispute]:
+        """The escrow's disputes."""
+        return self._tx(lambda uow: uow.disputes.for_escrow(escrow_id))
+
+    def events(self, after: int = 0, *, limit: int = 100) -> list[DomainEvent]:
+        """Domain events after the cursor `after` (an event's `seq`), oldest first."""
+        return self._tx(lambda uow: uow.events.after(after, limit=limit))
+
+    def required_reserve(self, currency: str) -> Money:
+        """How much must stay in the platform balance: everything held in `currency`."""
+        return self._tx(lambda uow: uow.escrows.held_total(currency))
+
+    def nearing_max_hold(self, *, within: timedelta = timedelta(days=7)) -> list[Escrow]:
+        """Escrows still holding money whose `max_hold` ends within `within`."""
+        limit = self.now() - self.settings.max_hold + within
+        return [
+            e
+            for e in self._all_escrows()
+            if e.held.is_positive and e.funded_at is not None and e.funded_at <= limit
+        ]
+
+    def _all_escrows(self) -> list[Escrow]:
+        found: list[Escrow] = []
+        while True:
+            after = found[-1].id if found else None
+            page = self._tx(functools.partial(self._escrow_page, after=after))
+            if not page:
+                return found
+            found += page
+
+    @staticmethod
+    def _escrow_page(uow: UnitOfWork, after: str | None) -> list[Escrow]:
+        ids = uow.escrows.ids(after=after, limit=500)
+        return [e for i in ids if (e := uow.escrows.get(i)) is not None]
+
+    def check_invariants(self) -> list[str]:
+        """Check I1-I4 over every escrow; returns the violations (empty when all hold)."""
+        problems: list[str] = []
+        for escrow in self._all_escrows():
+            ops, entries = self._tx(functools.partial(self._records_of, escrow_id=escrow.id))
+            problems += violations(escrow, ops, entries)
+        return problems
+
+    @staticmethod
+    def _records_of(uow: UnitOfWork, escrow_id: str) -> tuple[list[Operation], list[JournalEntry]]:
+        return uow.operations.for_escrow(escrow_id), uow.ledger.for_escrow(escrow_id)

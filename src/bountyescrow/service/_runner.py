@@ -1,0 +1,225 @@
+"""Step 1 of every command: validate, authorize, check idempotency, record the intent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from bountyescrow.domain import amount_rules
+from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.money import Money
+from bountyescrow.domain.operation import Operation, OperationStatus
+from bountyescrow.domain.records import (
+    AuditRecord,
+    IdempotencyRecord,
+)
+from bountyescrow.domain.transitions import Outcome
+from bountyescrow.errors import (
+    BountyEscrowError,
+    EscrowNotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from bountyescrow.ports.policy import Actor
+from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service import _idempotency as idem
+from bountyescrow.service._core import log, new_id
+from bountyescrow.service._driver import OperationDriver
+from bountyescrow.service._reads import Reads
+
+Decide = Callable[[UnitOfWork, Escrow, datetime, str], Outcome]
+
+
+@attrs.frozen
+class Denied:
+    error: PermissionDeniedError
+
+
+class CommandRunner(OperationDriver, Reads):
+    """Validation, authorization, idempotency and the step-1 transaction of commands."""
+
+    # --- validation -----------------------------------------------------------------------------
+
+    def _money(
+        self, amount: object, what: str, *, optional: bool = False, charge: bool = False
+    ) -> Money | None:
+        """Check a host-supplied amount; `charge` adds the currency's minimum charge."""
+        if amount is None and optional:
+            return None
+        if not isinstance(amount, Money):
+            raise ValidationError(
+                f"{what} must be Money (integer minor units and a currency, e.g. "
+                f"Money(2500, 'usd')), got {type(amount).__name__} {amount!r}"
+            )
+        if amount.currency not in self.settings.settlement_currencies:
+            raise ValidationError(
+                f"{what} is in {amount.currency!r}, which this platform does not settle in "
+                f"(settlement currencies: {sorted(self.settings.settlement_currencies)})"
+            )
+        if amount.amount > self.settings.max_amount:
+            raise ValidationError(
+                f"{what} {amount} is above the limit of {self.settings.max_amount} minor units"
+            )
+        problem = amount_rules.problem(amount, charge=charge)
+        if problem is not None:
+            raise ValidationError(f"{what}: {problem[0]}")
+        return amount
+
+    @staticmethod
+    def _text(value: object, what: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+        return value
+
+    @staticmethod
+    def _actor(actor: object) -> Actor:
+        if not isinstance(actor, Actor):
+            raise ValidationError(f"actor must be an Actor, got {actor!r}")
+        return actor
+
+    def _deny(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        action: str,
+        escrow_id: str | None,
+        reason: str,
+        correlation_id: str | None,
+    ) -> Denied:
+        uow.audit.add(
+            AuditRecord(
+                action=action,
+                actor_id=actor.id,
+                escrow_id=escrow_id,
+                created_at=self.now(),
+                allowed=False,
+                detail=reason,
+                correlation_id=correlation_id,
+            )
+        )
+        log.warning(
+            "denied %s by %s: %s",
+            action,
+            actor.id,
+            reason,
+            extra={"escrow_id": escrow_id, "actor_id": actor.id},
+        )
+        return Denied(PermissionDeniedError(f"{actor.id} may not {action}: {reason}"))
+
+    # --- the command runner -------------------------------------------------------------------
+
+    def _run(
+        self,
+        *,
+        action: str,
+        actor: Actor,
+        escrow_id: str,
+        params: Mapping[str, Any],
+        decide: Decide,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+    ) -> tuple[str, bool]:
+        """Step 1 of intent, call, record for an operation on an existing escrow.
+
+        Returns (operation id, whether it is new). Replays an earlier call with the same key.
+        """
+        now = self.now()
+        print_ = idem.fingerprint(action, {"escrow_id": escrow_id, **params})
+        op_id = new_id("op")
+        committed: list[DomainEvent] = []
+
+        def work(uow: UnitOfWork) -> tuple[str, bool] | Denied | BountyEscrowError:
+            if idempotency_key is not None:
+                record = idem.existing(
+                    uow,
+                    actor_id=actor.id,
+                    key=idempotency_key,
+                    action=action,
+                    print_=print_,
+                    now=now,
+                )
+                if record is not None and record.result_ref is not None:
+                    return record.result_ref, False
+            escrow = uow.escrows.get(escrow_id, for_update=True)
+            if escrow is None:
+                raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
+            decision = self.policy.decide(actor, action, escrow, {**params, "now": now})
+            if not decision.allowed:
+                return self._deny(uow, actor, action, escrow_id, decision.reason, correlation_id)
+            try:
+                outcome = decide(uow, escrow, now, op_id)
+            except idem.STORED_ERRORS as exc:
+                if idempotency_key is None:
+                    raise
+                uow.idempotency.save(
+                    idem.store_error(
+                        self._idem_record(actor, idempotency_key, action, print_, now), exc
+                    )
+                )
+                return exc
+            op = next(o for o in outcome.operations if o.id == op_id)
+            sending = op.status is OperationStatus.PENDING and op.request is not None
+            lease = now + self.settings.lease if sending else None
+            outcome = attrs.evolve(
+                outcome,
+                operations=tuple(
+                    attrs.evolve(o, claimed_until=lease, correlation_id=correlation_id)
+                    if o.id == op_id
+                    else o
+                    for o in outcome.operations
+                ),
+            )
+            committed[:] = self._persist(
+                uow,
+                outcome,
+                before=escrow,
+                action=action,
+                actor_id=actor.id,
+                correlation_id=correlation_id,
+                new_operations=[op_id],
+            )
+            if idempotency_key is not None:
+                uow.idempotency.save(
+                    attrs.evolve(
+                        self._idem_record(actor, idempotency_key, action, print_, now),
+                        result_kind="operation",
+                        result_ref=op_id,
+                        locked_until=lease,
+                    )
+                )
+            return op_id, True
+
+        result = self._tx(work)
+        if isinstance(result, Denied):
+            raise result.error
+        if isinstance(result, BountyEscrowError):
+            raise result
+        self._publish(committed)
+        return result
+
+    def _idem_record(
+        self, actor: Actor, key: str, action: str, print_: str, now: datetime
+    ) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            actor_id=actor.id,
+            key=key,
+            action=action,
+            fingerprint=print_,
+            created_at=now,
+            expires_at=now + self.settings.idempotency_ttl,
+        )
+
+    def _send_or_resume(self, op_id: str, new: bool, actor: Actor, key: str | None) -> Operation:
+        holder = (actor.id, key) if key is not None else None
+        op = self.get_operation(op_id)
+        if op.status is not OperationStatus.PENDING or op.request is None or op.gateway_ref:
+            if holder is not None and new:
+                self._tx(lambda uow: self._finish(uow, op_id, holder))
+            return op
+        if new or self.claim(op_id):
+            return self.drive(op_id, idem=holder)
+        return op

@@ -1,0 +1,572 @@
+"""`EscrowService`: the library's front door."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from bountyescrow.domain import transitions as tr
+from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.events import DomainEvent
+from bountyescrow.domain.fees import FeeSchedule
+from bountyescrow.domain.gateway_objects import (
+    PaymentSnapshot,
+)
+from bountyescrow.domain.money import Money
+from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.transitions import Outcome
+from bountyescrow.errors import (
+    BountyEscrowError,
+    EscrowExistsError,
+    GatewayError,
+    InvalidTransitionError,
+    OperationNotFoundError,
+    PayeeNotFoundError,
+    ReversalFailedError,
+    ValidationError,
+)
+from bountyescrow.policy import RoleBasedPolicy
+from bountyescrow.ports.clock import Clock, SystemClock
+from bountyescrow.ports.gateway import PaymentGateway
+from bountyescrow.ports.policy import Actor, AuthorizationPolicy
+from bountyescrow.ports.store import EscrowStore, UnitOfWork
+from bountyescrow.service import _idempotency as idem
+from bountyescrow.service._core import EventHook, log, new_id
+from bountyescrow.service._intake import GatewayEventIntake
+from bountyescrow.service._payees import PayeeCommands
+from bountyescrow.service._runner import Denied
+from bountyescrow.service._settings import EscrowSettings
+
+
+class EscrowService(PayeeCommands, GatewayEventIntake):
+    """Holds posters' money for bounties and pays it to hunters or back, on a gateway.
+
+    Args:
+        store: where state lives (`InMemoryStore`, `SqlAlchemyStore`, ...).
+        gateway: the payment provider (`StripeGateway`, `FakeGateway`).
+        policy: who may do what; `RoleBasedPolicy()` by default.
+        fee_bps: the platform fee in basis points (1000 = 10 %), or pass `fees`.
+        fees: a full `FeeSchedule` (basis points plus a fixed part per escrow).
+        namespace: names this deployment in every gateway idempotency key.
+        clock: where time comes from (tests pass a manual clock).
+        settings: `EscrowSettings` (settlement currencies, leases, limits...).
+        hooks: callables given each domain event after its commit (at least once; the
+            durable outbox is `events()`).
+
+    Every mutating method takes keyword-only ``actor``, ``idempotency_key`` and
+    ``correlation_id``. Money-moving methods record the operation before calling the
+    gateway; when the gateway's answer is unknown they return the operation ``pending``
+    (never raise), and `recover()` finishes it.
+    """
+
+    def __init__(
+        self,
+        store: EscrowStore,
+        gateway: PaymentGateway,
+        policy: AuthorizationPolicy | None = None,
+        *,
+        fee_bps: int = 0,
+        fees: FeeSchedule | None = None,
+        namespace: str = "default",
+        clock: Clock | None = None,
+        settings: EscrowSettings | None = None,
+        hooks: Sequence[EventHook] = (),
+    ) -> None:
+        if not namespace or ":" in namespace:
+            raise ValidationError(
+                f"namespace must be a non-empty string without ':', got {namespace!r}"
+            )
+        super().__init__(
+            store=store,
+            gateway=gateway,
+            policy=policy or RoleBasedPolicy(),
+            clock=clock or SystemClock(),
+            namespace=namespace,
+            settings=settings or EscrowSettings(),
+            hooks=hooks,
+        )
+        self.fees = fees if fees is not None else FeeSchedule(fee_bps)
+
+    # --- opening and cancelling ---------------------------------------------------------------
+
+    def open_escrow(
+        self,
+        *,
+        bounty_id: str,
+        poster_id: str,
+        amount: Money,
+        actor: Actor,
+        request_id: str | None = None,
+        allow_additional: bool = False,
+        description: str | None = None,
+        receipt_email: str | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Escrow:
+        """Open an escrow for a bounty and create the payment the poster will confirm.
+
+        Returns the escrow, `awaiting_funding`, with `client_secret` for the host's frontend
+        (on this return value only). If the gateway's answer is unknown the escrow is returned
+        without a client secret; call again with the same idempotency key to get it.
+
+        Raises:
+            ValidationError: bad amount, currency or ids.
+            EscrowExistsError: this poster's escrow for the bounty is open already.
+            PermissionDeniedError: the actor may not open it.
+        """
+        actor = self._actor(actor)
+        self._text(bounty_id, "bounty_id")
+        self._text(poster_id, "poster_id")
+        money = self._money(amount, "amount", charge=True)
+        assert money is not None
+        now = self.now()
+        params: dict[str, Any] = {
+            "bounty_id": bounty_id,
+            "poster_id": poster_id,
+            "amount": money,
+            "request_id": request_id,
+            "allow_additional": allow_additional,
+        }
+        print_ = idem.fingerprint("open", params)
+        escrow_id, op_id = new_id("esc"), new_id("op")
+        committed: list[DomainEvent] = []
+
+        def work(uow: UnitOfWork) -> tuple[str, bool] | Denied | BountyEscrowError:
+            if idempotency_key is not None:
+                record = idem.existing(
+                    uow,
+                    actor_id=actor.id,
+                    key=idempotency_key,
+                    action="open",
+                    print_=print_,
+                    now=now,
+                )
+                if record is not None and record.result_ref is not None:
+                    return record.result_ref, False
+            decision = self.policy.decide(actor, "open", None, {**params, "now": now})
+            if not decision.allowed:
+                return self._deny(uow, actor, "open", None, decision.reason, correlation_id)
+            if not allow_additional:
+                for other in uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id):
+                    if other.is_open:
+                        exc = EscrowExistsError(
+                            f"escrow {other.id} for bounty {bounty_id!r} and poster "
+                            f"{poster_id!r} is {other.status.value}; use it, or pass "
+                            "allow_additional=True for a second one",
+                            existing_id=other.id,
+                        )
+                        if idempotency_key is None:
+                            raise exc
+                        uow.idempotency.save(
+                            idem.store_error(
+                                self._idem_record(actor, idempotency_key, "open", print_, now), exc
+                            )
+                        )
+                        return exc
+            escrow = Escrow.new(
+                id=escrow_id,
+                bounty_id=bounty_id,
+                poster_id=poster_id,
+                amount=money,
+                fee_schedule=self.fees,
+                created_at=now,
+                request_id=request_id,
+            )
+            outcome = tr.start_funding(
+                escrow,
+                op_id=op_id,
+                actor_id=actor.id,
+                now=now,
+                payment_method_types=self.settings.payment_method_types,
+                description=description,
+                receipt_email=receipt_email,
+            )
+            lease = now + self.settings.lease
+            outcome = attrs.evolve(
+                outcome,
+                operations=tuple(
+                    attrs.evolve(o, claimed_until=lease, correlation_id=correlation_id)
+                    for o in outcome.operations
+                ),
+            )
+            committed[:] = self._persist(
+                uow,
+                outcome,
+                before=None,
+                action="open",
+                actor_id=actor.id,
+                correlation_id=correlation_id,
+                new_operations=[op_id],
+                new_escrow=True,
+            )
+            if idempotency_key is not None:
+                uow.idempotency.save(
+                    attrs.evolve(
+                        self._idem_record(actor, idempotency_key, "open", print_, now),
+                        result_kind="escrow",
+                        result_ref=escrow_id,
+                        locked_until=lease,
+                    )
+                )
+            return escrow_id, True
+
+        result = self._tx(work)
+        if isinstance(result, Denied):
+            raise result.error
+        if isinstance(result, BountyEscrowError):
+            raise result
+        found_id, new = result
+        secret: str | None = None
+        if new:
+            self._publish(committed)
+            secret = self._drive_funding(op_id, actor, idempotency_key)
+        else:
+            funding = next(
+                (o for o in self.operations(found_id) if o.kind is OperationKind.FUNDING), None
+            )
+            if funding is not None and funding.gateway_ref is None:
+                secret = self._drive_funding(funding.id, actor, None, resume=True)
+        escrow = self.get(found_id)
+        if secret is None and escrow.payment_ref and escrow.status.value == "awaiting_funding":
+            try:
+                secret = self.gateway.get_payment(escrow.payment_ref).client_secret
+            except GatewayError as exc:
+                log.warning("could not fetch the client secret of %s: %s", escrow.id, exc)
+        return attrs.evolve(escrow, client_secret=secret)
+
+    def _drive_funding(
+        self, op_id: str, actor: Actor, key: str | None, *, resume: bool = False
+    ) -> str | None:
+        if resume and not self.claim(op_id):
+            return None
+        secret: list[str | None] = [None]
+
+        def capture(result: object) -> None:
+            if isinstance(result, PaymentSnapshot):
+                secret[0] = result.client_secret
+
+        self.drive(op_id, idem=(actor.id, key) if key else None, on_result=capture)
+        return secret[0]
+
+    def cancel(
+        self,
+        escrow_id: str,
+        *,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Escrow:
+        """Cancel an escrow before it is funded (cancels its payment at the gateway).
+
+        Raises:
+            InvalidTransitionError: it is funded, or the payment succeeded or is processing
+                (the funding is then applied; refund instead).
+        """
+        actor = self._actor(actor)
+
+        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+            outcome = tr.start_cancel(escrow, op_id=op_id, actor_id=actor.id, now=now)
+            cancel_op = outcome.operations[0]
+            if cancel_op.request is None:  # the payment was never created: nothing to call
+                funding = next(
+                    (
+                        o
+                        for o in uow.operations.for_escrow(escrow.id)
+                        if o.kind is OperationKind.FUNDING
+                    ),
+                    None,
+                )
+                done = tr.complete_cancel(escrow, cancel_op, funding, now=now)
+                return attrs.evolve(done, events=outcome.events + done.events)
+            return outcome
+
+        op_id, new = self._run(
+            action="cancel",
+            actor=actor,
+            escrow_id=escrow_id,
+            params={},
+            decide=decide,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+        op = self._send_or_resume(op_id, new, actor, idempotency_key)
+        escrow = self.get(escrow_id)
+        if op.status is OperationStatus.FAILED:
+            raise InvalidTransitionError(
+                f"cannot cancel escrow {escrow_id}: {op.error}; it is now "
+                f"{escrow.status.value}, refund it instead",
+                current=escrow.status.value,
+                attempted="cancel",
+            )
+        return escrow
+
+    # --- moving money -------------------------------------------------------------------------
+
+    def release(
+        self,
+        escrow_id: str,
+        *,
+        payee_id: str,
+        amount: Money | None = None,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Operation:
+        """Pay `amount` (gross; None: everything available) to a payee, minus the fee.
+
+        May be called several times (milestones, several hunters). A payee whose account
+        is not ready yet gets an `awaiting_payee` operation that holds the money and is sent
+        when onboarding completes.
+
+        Raises:
+            ValidationError, InsufficientFundsError, EscrowFrozenError, InvalidTransitionError,
+            PayeeNotFoundError, PermissionDeniedError.
+        """
+        actor = self._actor(actor)
+        self._text(payee_id, "payee_id")
+        money = self._money(amount, "amount", optional=True)
+
+        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+            payee = uow.payees.get(payee_id)
+            if payee is None:
+                raise PayeeNotFoundError(
+                    f"payee {payee_id!r} is not registered; call register_payee first"
+                )
+            return tr.start_release(
+                escrow, op_id=op_id, payee=payee, gross=money, actor_id=actor.id, now=now
+            )
+
+        op_id, new = self._run(
+            action="release",
+            actor=actor,
+            escrow_id=escrow_id,
+            params={"payee_id": payee_id, "amount": money},
+            decide=decide,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+        return self._send_or_resume(op_id, new, actor, idempotency_key)
+
+    def refund(
+        self,
+        escrow_id: str,
+        *,
+        amount: Money | None = None,
+        actor: Actor,
+        reason: str | None = None,
+        reverse_releases: bool = False,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Operation:
+        """Give `amount` (None: everything available) back to the poster.
+
+        With ``reverse_releases=True`` every succeeded release is reversed first, and the
+        refund is made only if all reversals succeeded. While the escrow is frozen only an
+        admin may refund, and only while the gateway still lets the charge be refunded.
+
+        Raises:
+            ReversalFailedError: a reversal failed (its shortfall says how much is missing).
+            ValidationError, InsufficientFundsError, EscrowFrozenError, PermissionDeniedError.
+        """
+        actor = self._actor(actor)
+        money = self._money(amount, "amount", optional=True)
+        if reverse_releases:
+            self._reverse_all(escrow_id, actor, idempotency_key, correlation_id)
+        # While frozen, only whoever the policy lets refund a frozen escrow may (admins).
+        frozen_ok = self.policy.decide(actor, "refund_frozen", self._get_escrow(escrow_id), {})
+
+        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+            return tr.start_refund(
+                escrow,
+                op_id=op_id,
+                amount=money,
+                actor_id=actor.id,
+                now=now,
+                reason=reason,
+                allow_frozen=frozen_ok.allowed,
+            )
+
+        op_id, new = self._run(
+            action="refund",
+            actor=actor,
+            escrow_id=escrow_id,
+            params={"amount": money, "reason": reason, "reverse_releases": reverse_releases},
+            decide=decide,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+        return self._send_or_resume(op_id, new, actor, idempotency_key)
+
+    def _reverse_all(
+        self, escrow_id: str, actor: Actor, key: str | None, correlation_id: str | None
+    ) -> None:
+        for release in self.operations(escrow_id):
+            if (
+                release.kind is not OperationKind.RELEASE
+                or release.status is not OperationStatus.SUCCEEDED
+            ):
+                continue
+            if release.reversed is not None and release.reversed >= release.net:
+                continue
+            reversal = self.reverse(
+                escrow_id,
+                release.id,
+                actor=actor,
+                idempotency_key=f"{key}:reverse:{release.id}" if key else None,
+                correlation_id=correlation_id,
+            )
+            if reversal.status is not OperationStatus.SUCCEEDED:
+                missing = reversal.net
+                raise ReversalFailedError(
+                    f"reversal {reversal.id} of release {release.id} is {reversal.status.value}"
+                    f" ({reversal.error or 'outcome unknown'}); {missing} could not be pulled "
+                    "back from the payee, so nothing was refunded",
+                    shortfall=missing,
+                    operation_id=reversal.id,
+                )
+
+    def reverse(
+        self,
+        escrow_id: str,
+        operation_id: str,
+        *,
+        amount: Money | None = None,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Operation:
+        """Pull (part of) a succeeded release back from the payee into the escrow.
+
+        `amount` is the transfer amount to pull back (None: all not yet reversed); the fee
+        share comes back with it (`reversal_fee_share`). A payee whose balance no longer
+        covers it makes the reversal `failed`.
+        """
+        actor = self._actor(actor)
+        money = self._money(amount, "amount", optional=True)
+
+        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+            release = uow.operations.get(operation_id)
+            if release is None or release.escrow_id != escrow.id:
+                raise OperationNotFoundError(f"no operation {operation_id!r} in escrow {escrow.id}")
+            pending = sum(
+                (
+                    o.net.amount
+                    for o in uow.operations.for_escrow(escrow.id)
+                    if o.kind is OperationKind.REVERSAL
+                    and o.target_id == release.id
+                    and o.status.open
+                ),
+                0,
+            )
+            return tr.start_reversal(
+                escrow,
+                release,
+                op_id=op_id,
+                amount=money,
+                pending_reversals=Money(pending, escrow.currency),
+                actor_id=actor.id,
+                now=now,
+            )
+
+        op_id, new = self._run(
+            action="reverse",
+            actor=actor,
+            escrow_id=escrow_id,
+            params={"operation_id": operation_id, "amount": money},
+            decide=decide,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+        return self._send_or_resume(op_id, new, actor, idempotency_key)
+
+    def cancel_operation(
+        self,
+        operation_id: str,
+        *,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Operation:
+        """Cancel a release still waiting for its payee; its money is available again."""
+        actor = self._actor(actor)
+        target = self.get_operation(operation_id)
+        now = self.now()
+        print_ = idem.fingerprint("cancel_operation", {"operation_id": operation_id})
+        committed: list[DomainEvent] = []
+
+        def work(uow: UnitOfWork) -> Denied | None:
+            if idempotency_key is not None and idem.existing(
+                uow,
+                actor_id=actor.id,
+                key=idempotency_key,
+                action="cancel_operation",
+                print_=print_,
+                now=now,
+            ):
+                return None
+            escrow = self._lock_escrow_or_404(uow, target.escrow_id)
+            decision = self.policy.decide(
+                actor, "cancel_operation", escrow, {"operation_id": operation_id, "now": now}
+            )
+            if not decision.allowed:
+                return self._deny(
+                    uow, actor, "cancel_operation", escrow.id, decision.reason, correlation_id
+                )
+            op = uow.operations.get(operation_id)
+            assert op is not None
+            outcome = tr.cancel_waiting(escrow, op, now=now)
+            committed[:] = self._persist(
+                uow,
+                outcome,
+                before=escrow,
+                action="cancel_operation",
+                actor_id=actor.id,
+                correlation_id=correlation_id,
+            )
+            if idempotency_key is not None:
+                uow.idempotency.save(
+                    attrs.evolve(
+                        self._idem_record(actor, idempotency_key, "cancel_operation", print_, now),
+                        result_kind="operation",
+                        result_ref=operation_id,
+                    )
+                )
+            return None
+
+        denied = self._tx(work)
+        if denied is not None:
+            raise denied.error
+        self._publish(committed)
+        return self.get_operation(operation_id)
+
+    def clear_fraud_warning(
+        self, escrow_id: str, *, actor: Actor, correlation_id: str | None = None
+    ) -> Escrow:
+        """Let an escrow frozen by an early fraud warning move again (admins)."""
+        actor = self._actor(actor)
+
+        def work(uow: UnitOfWork) -> Denied | Escrow:
+            escrow = self._lock_escrow_or_404(uow, escrow_id)
+            decision = self.policy.decide(actor, "clear_fraud_warning", escrow, {})
+            if not decision.allowed:
+                return self._deny(
+                    uow, actor, "clear_fraud_warning", escrow_id, decision.reason, correlation_id
+                )
+            outcome = tr.clear_fraud_warning(escrow)
+            self._persist(
+                uow,
+                outcome,
+                before=escrow,
+                action="clear_fraud_warning",
+                actor_id=actor.id,
+                correlation_id=correlation_id,
+            )
+            return outcome.escrow
+
+        result = self._tx(work)
+        if isinstance(result, Denied):
+            raise result.error
+        return result

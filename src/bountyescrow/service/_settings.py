@@ -1,0 +1,45 @@
+"""Service settings, validated at the edge with pydantic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bountyescrow.domain.money import KNOWN_CURRENCIES
+
+
+class EscrowSettings(BaseModel):
+    """Settings of an `EscrowService`. Every field has a safe default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Currencies escrows may be opened in: with `source_transaction`, a transfer must be in
+    #: the charge's settlement currency, so only currencies the platform settles in work.
+    settlement_currencies: frozenset[str] = frozenset({"usd"})
+    #: Payment method types on every PaymentIntent.
+    payment_method_types: tuple[str, ...] = ("card",)
+    #: The largest amount one escrow or operation may hold (Stripe: 8 digits).
+    max_amount: int = Field(default=99_999_999, gt=0)
+    #: How long money may be held before `nearing_max_hold` lists the escrow.
+    max_hold: timedelta = timedelta(days=90)
+    #: How long a caller owns an operation it is driving (DESIGN §7 `claimed_until`).
+    lease: timedelta = timedelta(seconds=60)
+    #: How long idempotency keys of host calls are remembered.
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    #: After this age a retry first looks the gateway object up (Stripe forgets keys at 24 h).
+    gateway_key_window: timedelta = timedelta(hours=23)
+    #: How often `recover()` polls objects whose outcome waits on the payer or the bank.
+    poll_interval: timedelta = timedelta(minutes=15)
+    #: How long an event naming an escrow not yet committed is answered 500 (then ignored).
+    event_not_ready_window: timedelta = timedelta(minutes=10)
+    #: Units of work retried on a transient storage error (deadlock, serialization).
+    storage_retries: int = Field(default=5, ge=0)
+
+    @field_validator("settlement_currencies")
+    @classmethod
+    def _known(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(c for c in value if c not in KNOWN_CURRENCIES)
+        if unknown:
+            raise ValueError(f"unknown currencies {unknown}: use lower-case ISO 4217 codes")
+        return value

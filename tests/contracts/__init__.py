@@ -1,0 +1,1 @@
+"""Contract suites run against each of our adapters."""

@@ -1,0 +1,257 @@
+"""Random sequences of everything a marketplace, its users and Stripe can do.
+
+Several escrows, payees and actors; every command, gateway behaviour and failure; duplicated
+and reordered webhooks; crashes; `recover()`; the clock jumping past Stripe's 24 h key window.
+After every step the money invariants hold and no operation has moved money twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from datetime import timedelta
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
+
+from bountyescrow import Actor, EscrowService, Money, OperationKind, OperationStatus, errors
+from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+
+from .crashing import Crash, CrashingStore
+
+POSTERS = [Actor("poster-a"), Actor("poster-b")]
+ADMIN = Actor("admin", roles={"admin"})
+PAYEES = ["hunter-x", "hunter-y", "hunter-z"]
+TRANSFER_ERRORS = [
+    "unavailable",
+    "server_error",
+    "timeout_after_effect",
+    "invalid",
+    "destination_not_ready",
+]
+REFUND_ERRORS = ["unavailable", "server_error", "timeout_after_effect", "invalid", "pending"]
+
+amounts = st.integers(min_value=100, max_value=40_000)
+maybe_amount = st.one_of(st.none(), st.integers(min_value=1, max_value=30_000))
+
+
+class EscrowWorld(RuleBasedStateMachine):
+    escrows = Bundle("escrows")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.fake = FakeGateway(webhook_secret="whsec_test", clock=self.clock)
+        self.store = CrashingStore(InMemoryStore())
+        self.service = EscrowService(
+            self.store, self.fake, fee_bps=1000, namespace="sm", clock=self.clock
+        )
+        self.counter = 0
+
+    def _try(self, call: object, *args: object, **kwargs: object) -> object:
+        """Run a service call; documented errors and crashes are acceptable outcomes."""
+        try:
+            return call(*args, **kwargs)  # type: ignore[operator]
+        except (errors.BountyEscrowError, Crash):
+            return None
+
+    def _ctl(self, call: object, *args: object, **kwargs: object) -> None:
+        """Drive the fake; a control that does not apply to the object's state is skipped."""
+        with contextlib.suppress(ValueError):
+            call(*args, **kwargs)  # type: ignore[operator]
+
+    @initialize()
+    def payees(self) -> None:
+        for i, payee_id in enumerate(PAYEES):
+            payee = self.service.register_payee(payee_id, country="US")
+            if i < 2:
+                self.fake.complete_onboarding(payee.account_ref)
+        self.fake.deliver(self.service)
+
+    @rule(target=escrows, poster=st.sampled_from(POSTERS), amount=amounts)
+    def open(self, poster: Actor, amount: int) -> str:
+        self.counter += 1
+        esc = self._try(
+            self.service.open_escrow,
+            bounty_id=f"b{self.counter}",
+            poster_id=poster.id,
+            amount=Money(amount, "usd"),
+            actor=poster,
+        )
+        return esc.id if esc is not None else "missing"  # type: ignore[attr-defined]
+
+    def _escrow(self, escrow_id: str):  # type: ignore[no-untyped-def]
+        if escrow_id == "missing":
+            return None
+        return self.service.get(escrow_id)
+
+    @rule(escrow_id=escrows, extra=st.sampled_from([0, 0, 0, 500]), twice=st.booleans())
+    def pay(self, escrow_id: str, extra: int, twice: bool) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None or esc.payment_ref is None:
+            return
+        self._ctl(self.fake.pay, esc.payment_ref, amount=Money(esc.amount.amount + extra, "usd"))
+        if twice:
+            self._ctl(self.fake.pay_again, esc.payment_ref)
+
+    @rule(escrow_id=escrows)
+    def decline(self, escrow_id: str) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None and esc.payment_ref is not None:
+            self._ctl(self.fake.decline, esc.payment_ref)
+
+    @rule(escrow_id=escrows)
+    def cancel(self, escrow_id: str) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None:
+            poster = next(p for p in POSTERS if p.id == esc.poster_id)
+            self._try(self.service.cancel, esc.id, actor=poster)
+
+    @rule(
+        escrow_id=escrows,
+        payee=st.sampled_from(PAYEES),
+        amount=maybe_amount,
+        failure=st.one_of(st.none(), st.sampled_from(TRANSFER_ERRORS)),
+        key=st.sampled_from([None, "k1", "k2"]),
+    )
+    def release(
+        self, escrow_id: str, payee: str, amount: int | None, failure: str | None, key: str | None
+    ) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        poster = next(p for p in POSTERS if p.id == esc.poster_id)
+        if failure:
+            self.fake.fail_next("transfer", error=failure)
+        self._try(
+            self.service.release,
+            esc.id,
+            payee_id=payee,
+            amount=Money(amount, "usd") if amount else None,
+            actor=poster,
+            idempotency_key=f"{esc.id}:{key}" if key else None,
+        )
+
+    @rule(
+        escrow_id=escrows,
+        amount=maybe_amount,
+        failure=st.one_of(st.none(), st.sampled_from(REFUND_ERRORS)),
+        reverse_releases=st.booleans(),
+    )
+    def refund(
+        self, escrow_id: str, amount: int | None, failure: str | None, reverse_releases: bool
+    ) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        if failure:
+            self.fake.fail_next("refund", error=failure)
+        self._try(
+            self.service.refund,
+            esc.id,
+            amount=Money(amount, "usd") if amount else None,
+            actor=ADMIN,
+            reverse_releases=reverse_releases,
+        )
+
+    @rule(escrow_id=escrows, data=st.data())
+    def reverse(self, escrow_id: str, data: st.DataObject) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        releases = [
+            o
+            for o in self.service.operations(esc.id)
+            if o.kind is OperationKind.RELEASE and o.status is OperationStatus.SUCCEEDED
+        ]
+        if releases:
+            op = data.draw(st.sampled_from(releases))
+            self._try(self.service.reverse, esc.id, op.id, actor=ADMIN)
+
+    @rule(escrow_id=escrows, succeeded=st.booleans())
+    def settle_a_pending_refund(self, escrow_id: str, succeeded: bool) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        for op in self.service.operations(esc.id):
+            if op.kind is OperationKind.REFUND and op.gateway_ref and op.status.open:
+                self._ctl(self.fake.settle_refund, op.gateway_ref, succeeded=succeeded)
+                return
+
+    @rule(escrow_id=escrows, won=st.booleans(), inquiry=st.booleans())
+    def dispute(self, escrow_id: str, won: bool, inquiry: bool) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None or esc.payment_ref is None or not esc.funded:
+            return
+        self._ctl(self.fake.open_dispute, esc.payment_ref, inquiry=inquiry)
+        self.fake.deliver(self.service, shuffle=True, seed=self.counter)
+        self._ctl(self.fake.close_dispute, esc.payment_ref, won=won)
+
+    @rule(escrow_id=escrows, amount=st.integers(min_value=1, max_value=5_000))
+    def refund_outside(self, escrow_id: str, amount: int) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None and esc.payment_ref is not None and esc.funded:
+            self._ctl(self.fake.refund_outside, esc.payment_ref, amount=Money(amount, "usd"))
+
+    @rule()
+    def onboard_the_last_payee(self) -> None:
+        payee = self.service.get_payee(PAYEES[2])
+        self._ctl(self.fake.complete_onboarding, payee.account_ref)
+
+    @rule(duplicate=st.booleans(), shuffle=st.booleans(), seed=st.integers(0, 10))
+    def deliver(self, duplicate: bool, shuffle: bool, seed: int) -> None:
+        results = self.fake.deliver(
+            self.service, duplicate=duplicate, shuffle=shuffle, seed=seed, raise_errors=False
+        )
+        for result in results:
+            assert not isinstance(result, Exception) or isinstance(
+                result, errors.BountyEscrowError
+            ), result
+
+    @rule(
+        commit=st.integers(min_value=1, max_value=4),
+        after=st.booleans(),
+        escrow_id=escrows,
+        amount=maybe_amount,
+    )
+    def crash_during_a_release(
+        self, commit: int, after: bool, escrow_id: str, amount: int | None
+    ) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        poster = next(p for p in POSTERS if p.id == esc.poster_id)
+        self.store.arm(**{"after" if after else "before": commit})
+        self._try(
+            self.service.release,
+            esc.id,
+            payee_id=PAYEES[0],
+            amount=Money(amount, "usd") if amount else None,
+            actor=poster,
+        )
+        self.store.disarm()
+
+    @rule(minutes=st.sampled_from([2, 30, 60 * 25]))
+    def time_passes_and_recover_runs(self, minutes: int) -> None:
+        self.clock.advance(timedelta(minutes=minutes))
+        self.service.recover()
+
+    @invariant()
+    def money_invariants_hold(self) -> None:
+        assert self.service.check_invariants() == []
+
+    @invariant()
+    def no_operation_moved_money_twice(self) -> None:
+        per_op = Counter(m.operation_id for m in self.fake.movements if m.operation_id)
+        assert all(n == 1 for n in per_op.values()), per_op
+
+
+EscrowWorld.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestEscrowWorld = EscrowWorld.TestCase

@@ -1,0 +1,1 @@
+"""Tests of the testing kit: the fake gateway and the manual clock."""
