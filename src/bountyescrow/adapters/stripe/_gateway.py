@@ -1,0 +1,636 @@
+"""`StripeGateway`: the `PaymentGateway` port on Stripe (separate charges and transfers)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+import stripe
+from stripe import StripeResponse
+
+from bountyescrow.adapters.stripe import _checks
+from bountyescrow.adapters.stripe._checks import RequestRefusedError
+from bountyescrow.adapters.stripe._errors import header, reported_intent_status, translated
+from bountyescrow.adapters.stripe._parse import (
+    Json,
+    parse_account,
+    parse_dispute,
+    parse_payment,
+    parse_refund,
+    parse_reversal,
+    parse_transfer,
+    reversals_incomplete,
+)
+from bountyescrow.domain.gateway_objects import (
+    META_OPERATION,
+    AccountSnapshot,
+    CancelPayment,
+    CreatePayment,
+    CreateRefund,
+    CreateReversal,
+    CreateTransfer,
+    DisputeSnapshot,
+    PaymentSnapshot,
+    RefundSnapshot,
+    ReversalSnapshot,
+    TransferSnapshot,
+)
+from bountyescrow.errors import (
+    ConfigurationError,
+    GatewayUnavailableError,
+    PaymentAlreadySettledError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from stripe.params import (
+        AccountCreateParams,
+        AccountLinkCreateParams,
+        PaymentIntentCreateParams,
+        RefundCreateParams,
+        RefundListParams,
+        TransferCreateParams,
+        TransferListParams,
+        TransferReversalCreateParams,
+        TransferReversalListParams,
+    )
+
+    from bountyescrow.ports.gateway import PaymentGateway
+
+LOGGER: Final = logging.getLogger("bountyescrow.stripe")
+
+#: Metadata key naming the payee on the connected accounts the gateway creates.
+META_PAYEE: Final = "bountyescrow_payee_id"
+#: Page size for the look-ups (Stripe's maximum).
+PAGE_SIZE: Final = 100
+
+#: The first API version (Stripe's "endive" release) whose PaymentIntents take
+#: ``allowed_payment_method_types``; earlier versions call the parameter ``payment_method_types``.
+ALLOWED_TYPES_SINCE: Final = "2026-09-30"
+
+_KEY_MODE = re.compile(r"^(?:sk|rk)_(live|test)_")
+_T = TypeVar("_T")
+
+
+class _HTTPXClient(stripe.HTTPXClient):
+    """The SDK's httpx client, sending the form body as ``content=`` rather than ``data=``.
+
+    stripe.HTTPXClient passes the already-encoded form string as httpx's ``data=``, which httpx
+    deprecates with a DeprecationWarning on every POST. Where warnings are errors (our test
+    settings, and many hosts' test suites) the warning is raised inside the request and the SDK
+    reports it as a connection error, so every POST would look like an outage.
+    """
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> Any:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        data = kwargs.pop("data", None)
+        if isinstance(data, str | bytes):
+            kwargs["content"] = data
+        elif data:
+            kwargs["data"] = data
+        return [args, kwargs]
+
+
+class StripeGateway:
+    """Moves money on Stripe for `EscrowService`: PaymentIntents, Transfers, Refunds, reversals.
+
+    Give it either a ready `stripe.StripeClient` or an API key; with a key it builds its own
+    client on the SDK's httpx transport. It never sets the SDK's module-level settings
+    (``stripe.api_key``, ``stripe.default_http_client``...), so several gateways (test and
+    live, two platforms) and the host's own Stripe code can coexist.
+    All calls are made on the platform account (no ``Stripe-Account`` header).
+
+    Args:
+        client: a configured `stripe.StripeClient`. Its key must be a secret (``sk_``) or
+            restricted (``rk_``) key; otherwise pass `livemode`.
+        api_key: a secret or restricted key, used when `client` is not given.
+        livemode: test or live mode, needed only when it cannot be read from the key.
+        max_network_retries: how many times the SDK itself retries a request that failed on
+            the network, with a 409 or a 5xx (always with the same idempotency key).
+        timeout: seconds to wait for each HTTP request.
+        platform_country: the platform account's country; payees elsewhere get Stripe's
+            ``recipient`` service agreement.
+
+    Raises:
+        ConfigurationError: neither or both of `client` and `api_key`, a publishable key, or a
+            mode that contradicts the key.
+    """
+
+    def __init__(
+        self,
+        client: stripe.StripeClient | None = None,
+        *,
+        api_key: str | None = None,
+        livemode: bool | None = None,
+        max_network_retries: int = 2,
+        timeout: float = 80.0,
+        platform_country: str = "US",
+    ) -> None:
+        if (client is None) == (api_key is None):
+            raise ConfigurationError(
+                "StripeGateway needs either a stripe.StripeClient or api_key=, not both"
+            )
+        if max_network_retries < 0:
+            raise ConfigurationError("max_network_retries must be 0 or more")
+        if timeout <= 0:
+            raise ConfigurationError("timeout must be a positive number of seconds")
+        try:
+            self._platform_country = _checks.normalize_country(platform_country)
+        except ValidationError as exc:
+            raise ConfigurationError(f"platform_country: {exc.message}") from exc
+
+        self._http: _HTTPXClient | None = None
+        key = api_key if api_key is not None else _client_attribute(client, "api_key")
+        mode = _mode_of_key(key)
+        if api_key is not None and mode is None:
+            raise ConfigurationError(
+                "api_key must be a secret key (sk_test_..., sk_live_...) or a restricted key "
+                "(rk_test_..., rk_live_...); publishable keys cannot move money"
+            )
+        if livemode is not None and mode is not None and livemode != mode:
+            raise ConfigurationError(
+                f"livemode={livemode} contradicts the API key, which is a "
+                f"{'live' if mode else 'test'} mode key"
+            )
+        if livemode is None and mode is None:
+            raise ConfigurationError(
+                "cannot tell test from live mode from the client's API key: pass livemode="
+            )
+        self._livemode = bool(mode if mode is not None else livemode)
+
+        if client is None:
+            assert api_key is not None
+            self._http = _HTTPXClient(timeout=timeout, allow_sync_methods=True)
+            client = stripe.StripeClient(
+                api_key, http_client=self._http, max_network_retries=max_network_retries
+            )
+        elif _client_attribute(client, "stripe_account"):
+            raise ConfigurationError(
+                "the StripeClient acts on a connected account (stripe_account=...); the "
+                "gateway must act on the platform account"
+            )
+        self._client = client
+        version = _client_attribute(client, "stripe_version")
+        self._api_version = version if isinstance(version, str) else stripe.api_version
+
+    def __repr__(self) -> str:
+        return (
+            f"StripeGateway(livemode={self._livemode}, platform_country={self._platform_country!r})"
+        )
+
+    @property
+    def livemode(self) -> bool:
+        """True when the gateway moves real money (a live mode key)."""
+        return self._livemode
+
+    @property
+    def api_version(self) -> str:
+        """The Stripe API version the gateway's requests use (the SDK's, unless pinned)."""
+        return self._api_version
+
+    @property
+    def platform_country(self) -> str:
+        """The platform account's country (two letters, upper case)."""
+        return self._platform_country
+
+    def close(self) -> None:
+        """Close the HTTP connections the gateway opened (not those of a client passed in)."""
+        if self._http is not None:
+            self._http.close()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+
+    def __enter__(self) -> StripeGateway:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- funding ---------------------------------------------------------------------------
+
+    def create_payment(self, request: CreatePayment, *, idempotency_key: str) -> PaymentSnapshot:
+        """Create a PaymentIntent on the platform (``POST /v1/payment_intents``).
+
+        The snapshot carries the client secret the host's frontend confirms the payment with.
+
+        Raises:
+            RequestRefusedError: (a `ValidationError` and a `GatewayRejectedError`) the amount
+                breaks Stripe's rules (minimum charge, eight digits, three-decimal currencies)
+                or another field is malformed; nothing was sent.
+            GatewayError: see `PaymentGateway`.
+        """
+        action = request.action
+        _checks.check_amount(action, request.amount, charge=True)
+        _checks.check_idempotency_key(action, idempotency_key)
+        _checks.check_text(action, "transfer_group", request.transfer_group)
+        _checks.check_metadata(action, request.metadata)
+        if not request.payment_method_types:
+            raise RequestRefusedError(f"{action}: payment_method_types must name at least one")
+        # A plain dict: the name of the payment method types parameter depends on the API
+        # version, and the SDK's type describes only the version it pins.
+        params: dict[str, Any] = {
+            "amount": request.amount.amount,
+            "currency": request.amount.currency,
+            _method_types_parameter(self._api_version): list(request.payment_method_types),
+            "transfer_group": request.transfer_group,
+            "metadata": dict(request.metadata),
+        }
+        if request.description is not None:
+            params["description"] = request.description
+        if request.receipt_email is not None:
+            params["receipt_email"] = request.receipt_email
+        with translated(action, idempotency_key=idempotency_key):
+            intent = self._client.v1.payment_intents.create(
+                params=cast("PaymentIntentCreateParams", params),
+                options={"idempotency_key": idempotency_key},
+            )
+        return self._read(action, intent, parse_payment, idempotency_key)
+
+    def cancel_payment(self, request: CancelPayment, *, idempotency_key: str) -> PaymentSnapshot:
+        """Cancel a PaymentIntent (``POST /v1/payment_intents/{id}/cancel``).
+
+        An intent that is already cancelled is returned as it is.
+
+        Raises:
+            PaymentAlreadySettledError: the intent succeeded or is processing; fetch it and
+                apply its state.
+            GatewayError: see `PaymentGateway`.
+        """
+        action = request.action
+        _checks.check_ref(action, "payment_ref", request.payment_ref)
+        _checks.check_idempotency_key(action, idempotency_key)
+        try:
+            with translated(action, idempotency_key=idempotency_key):
+                intent = self._client.v1.payment_intents.cancel(
+                    request.payment_ref, options={"idempotency_key": idempotency_key}
+                )
+        except PaymentAlreadySettledError as exc:
+            # Stripe answers "unexpected state" for an intent cancelled earlier (Dashboard, an
+            # earlier key generation) too: that cancel has nothing left to do.
+            if reported_intent_status(exc) == "canceled":
+                return self.get_payment(request.payment_ref)
+            raise
+        return self._read(action, intent, parse_payment, idempotency_key)
+
+    def get_payment(self, payment_ref: str) -> PaymentSnapshot:
+        """Fetch a PaymentIntent (``GET /v1/payment_intents/{id}``)."""
+        _checks.check_ref("get_payment", "payment_ref", payment_ref)
+        with translated("get_payment"):
+            intent = self._client.v1.payment_intents.retrieve(payment_ref)
+        return self._read("get_payment", intent, parse_payment)
+
+    # --- money movements -------------------------------------------------------------------
+
+    def create_transfer(self, request: CreateTransfer, *, idempotency_key: str) -> TransferSnapshot:
+        """Transfer to a connected account (``POST /v1/transfers``).
+
+        Raises:
+            DestinationNotReadyError: the account cannot receive transfers (yet).
+            RequestRefusedError: malformed request; nothing was sent.
+            GatewayError: see `PaymentGateway`.
+        """
+        action = request.action
+        _checks.check_amount(action, request.amount)
+        _checks.check_idempotency_key(action, idempotency_key)
+        _checks.check_ref(action, "destination", request.destination)
+        _checks.check_text(action, "transfer_group", request.transfer_group)
+        _checks.check_metadata(action, request.metadata)
+        params: TransferCreateParams = {
+            "amount": request.amount.amount,
+            "currency": request.amount.currency,
+            "destination": request.destination,
+            "transfer_group": request.transfer_group,
+            "metadata": dict(request.metadata),
+        }
+        if request.source_transaction is not None:
+            _checks.check_ref(action, "source_transaction", request.source_transaction)
+            params["source_transaction"] = request.source_transaction
+        with translated(action, idempotency_key=idempotency_key):
+            transfer = self._client.v1.transfers.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return self._read(action, transfer, self._transfer_parser(action), idempotency_key)
+
+    def create_refund(self, request: CreateRefund, *, idempotency_key: str) -> RefundSnapshot:
+        """Refund (part of) a PaymentIntent (``POST /v1/refunds``); may come back ``pending``.
+
+        Raises:
+            RequestRefusedError: malformed request (a reason other than Stripe's three
+                included); nothing was sent.
+            GatewayError: see `PaymentGateway`.
+        """
+        action = request.action
+        _checks.check_amount(action, request.amount)
+        _checks.check_idempotency_key(action, idempotency_key)
+        _checks.check_ref(action, "payment_ref", request.payment_ref)
+        _checks.check_metadata(action, request.metadata)
+        _checks.check_refund_reason(action, request.reason)
+        params: RefundCreateParams = {
+            "payment_intent": request.payment_ref,
+            "amount": request.amount.amount,
+            "metadata": dict(request.metadata),
+        }
+        if request.reason is not None:
+            params["reason"] = request.reason
+        with translated(action, idempotency_key=idempotency_key):
+            refund = self._client.v1.refunds.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return self._read(action, refund, parse_refund, idempotency_key)
+
+    def create_reversal(self, request: CreateReversal, *, idempotency_key: str) -> ReversalSnapshot:
+        """Reverse (part of) a transfer (``POST /v1/transfers/{id}/reversals``).
+
+        Raises:
+            InsufficientPayeeBalanceError: the payee's Stripe balance does not cover it.
+            RequestRefusedError: malformed request; nothing was sent.
+            GatewayError: see `PaymentGateway`.
+        """
+        action = request.action
+        _checks.check_amount(action, request.amount)
+        _checks.check_idempotency_key(action, idempotency_key)
+        _checks.check_ref(action, "transfer_ref", request.transfer_ref)
+        _checks.check_metadata(action, request.metadata)
+        params: TransferReversalCreateParams = {
+            "amount": request.amount.amount,
+            "metadata": dict(request.metadata),
+        }
+        with translated(action, idempotency_key=idempotency_key):
+            reversal = self._client.v1.transfers.reversals.create(
+                request.transfer_ref, params=params, options={"idempotency_key": idempotency_key}
+            )
+        return self._read(action, reversal, parse_reversal, idempotency_key)
+
+    # --- look-ups for recovery (list endpoints; the Search API lags behind by minutes) -------
+
+    def find_transfer(self, *, transfer_group: str, operation_id: str) -> TransferSnapshot | None:
+        """Find the transfer an operation made (``GET /v1/transfers?transfer_group=...``)."""
+        action = "find_transfer"
+        _checks.check_text(action, "transfer_group", transfer_group)
+
+        def page(after: str | None) -> stripe.StripeObject:
+            params: TransferListParams = {"transfer_group": transfer_group, "limit": PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            return self._client.v1.transfers.list(params=params)
+
+        return self._find(action, page, operation_id, self._transfer_parser(action))
+
+    def find_refund(self, *, payment_ref: str, operation_id: str) -> RefundSnapshot | None:
+        """Find the refund an operation made (``GET /v1/refunds?payment_intent=...``)."""
+        action = "find_refund"
+        _checks.check_ref(action, "payment_ref", payment_ref)
+
+        def page(after: str | None) -> stripe.StripeObject:
+            params: RefundListParams = {"payment_intent": payment_ref, "limit": PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            return self._client.v1.refunds.list(params=params)
+
+        return self._find(action, page, operation_id, parse_refund)
+
+    def find_reversal(self, *, transfer_ref: str, operation_id: str) -> ReversalSnapshot | None:
+        """Find the reversal an operation made (``GET /v1/transfers/{id}/reversals``)."""
+        action = "find_reversal"
+        _checks.check_ref(action, "transfer_ref", transfer_ref)
+
+        return self._find(action, self._reversal_pages(transfer_ref), operation_id, parse_reversal)
+
+    # --- fetches ---------------------------------------------------------------------------
+
+    def get_refund(self, refund_ref: str) -> RefundSnapshot:
+        """Fetch a refund (``GET /v1/refunds/{id}``)."""
+        _checks.check_ref("get_refund", "refund_ref", refund_ref)
+        with translated("get_refund"):
+            refund = self._client.v1.refunds.retrieve(refund_ref)
+        return self._read("get_refund", refund, parse_refund)
+
+    def get_dispute(self, dispute_ref: str) -> DisputeSnapshot:
+        """Fetch a dispute with its withdrawn and reinstated totals (``GET /v1/disputes/{id}``)."""
+        _checks.check_ref("get_dispute", "dispute_ref", dispute_ref)
+        with translated("get_dispute"):
+            dispute = self._client.v1.disputes.retrieve(dispute_ref)
+        return self._read("get_dispute", dispute, parse_dispute)
+
+    def get_account(self, account_ref: str) -> AccountSnapshot:
+        """Fetch a connected account (``GET /v1/accounts/{id}``); ready = transfers active."""
+        _checks.check_ref("get_account", "account_ref", account_ref)
+        with translated("get_account"):
+            account = self._client.v1.accounts.retrieve(account_ref)
+        return self._read("get_account", account, parse_account)
+
+    # --- payees ----------------------------------------------------------------------------
+
+    def create_account(
+        self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
+    ) -> AccountSnapshot:
+        """Create a connected account that can receive transfers (``POST /v1/accounts``).
+
+        The account is Express-like and requests only the ``transfers`` capability; a payee in
+        another country than the platform gets the ``recipient`` service agreement, which is
+        what allows cross-border transfers to them.
+        """
+        action = "create_account"
+        _checks.check_text(action, "payee_id", payee_id)
+        _checks.check_idempotency_key(action, idempotency_key)
+        country = _checks.normalize_country(country)
+        params: AccountCreateParams = {
+            # The controller properties Stripe documents as the equivalent of an Express
+            # account; the older `type=express` parameter is deprecated in Stripe's API
+            # reference. Stripe collects the requirements and the payee gets the Express
+            # Dashboard; the platform pays the fees and carries the losses, which it does for
+            # separate charges and transfers anyway.
+            "controller": {
+                "stripe_dashboard": {"type": "express"},
+                "fees": {"payer": "application"},
+                "losses": {"payments": "application"},
+                "requirement_collection": "stripe",
+            },
+            "country": country,
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": {META_PAYEE: payee_id},
+        }
+        if email is not None:
+            params["email"] = email
+        if country != self._platform_country:
+            params["tos_acceptance"] = {"service_agreement": "recipient"}
+        with translated(action, idempotency_key=idempotency_key):
+            account = self._client.v1.accounts.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return self._read(action, account, parse_account, idempotency_key)
+
+    def create_onboarding_link(self, account_ref: str, *, return_url: str, refresh_url: str) -> str:
+        """Return a one-time onboarding URL (``POST /v1/account_links``, account_onboarding).
+
+        The link expires after a few minutes and may be used once; when it has expired Stripe
+        sends the payee to `refresh_url`, which should ask for a new link.
+        """
+        action = "create_onboarding_link"
+        _checks.check_ref(action, "account_ref", account_ref)
+        _checks.check_text(action, "return_url", return_url, max_length=2048)
+        _checks.check_text(action, "refresh_url", refresh_url, max_length=2048)
+        params: AccountLinkCreateParams = {
+            "account": account_ref,
+            "type": "account_onboarding",
+            "return_url": return_url,
+            "refresh_url": refresh_url,
+        }
+        # No idempotency key of ours: a link is single-use, and a retry may make another.
+        with translated(action):
+            link = self._client.v1.account_links.create(params=params)
+        return self._read(action, link, _link_url)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _reversal_pages(self, transfer_ref: str) -> Callable[[str | None], stripe.StripeObject]:
+        def page(after: str | None) -> stripe.StripeObject:
+            params: TransferReversalListParams = {"limit": PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            return self._client.v1.transfers.reversals.list(transfer_ref, params=params)
+
+        return page
+
+    def _transfer_parser(self, action: str) -> Callable[[Json], TransferSnapshot]:
+        """Parse a transfer, fetching its reversals when the embedded page is not all of them."""
+
+        def parse(data: Json) -> TransferSnapshot:
+            if not reversals_incomplete(data):
+                return parse_transfer(data)
+            reversals = list(_items(action, self._reversal_pages(_require_id(data))))
+            return parse_transfer(data, reversals=reversals)
+
+        return parse
+
+    def _read(
+        self,
+        action: str,
+        obj: stripe.StripeObject,
+        parse: Callable[[Json], _T],
+        idempotency_key: str | None = None,
+    ) -> _T:
+        response = _last_response(obj)
+        if response is not None and header(response.headers, "idempotent-replayed") == "true":
+            LOGGER.info("Stripe replayed its first answer to %s (key %s)", action, idempotency_key)
+        return _parse_or_unknown(action, _body(action, obj), parse)
+
+    def _find(
+        self,
+        action: str,
+        page: Callable[[str | None], stripe.StripeObject],
+        operation_id: str,
+        parse: Callable[[Json], _T],
+    ) -> _T | None:
+        _checks.check_text(action, "operation_id", operation_id)
+        matches = [
+            item
+            for item in _items(action, page)
+            if isinstance(item.get("metadata"), Mapping)
+            and item["metadata"].get(META_OPERATION) == operation_id
+        ]
+        if not matches:
+            return None
+        if len(matches) > 1:
+            LOGGER.error(
+                "ALERT: %d Stripe objects carry operation %s (%s): %s. At most one money "
+                "movement per operation is expected; reconcile by hand.",
+                len(matches),
+                operation_id,
+                action,
+                ", ".join(str(item.get("id")) for item in matches),
+            )
+        # Lists come newest first: the oldest object is the one the first attempt made.
+        return _parse_or_unknown(action, matches[-1], parse)
+
+
+def _items(action: str, page: Callable[[str | None], stripe.StripeObject]) -> Iterator[Json]:
+    """Yield every object of a list endpoint, following ``has_more`` page by page."""
+    after: str | None = None
+    while True:
+        with translated(action):
+            listing = page(after)
+        body = _body(action, listing)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise GatewayUnavailableError(f"Stripe answered {action} without a list")
+        items = [item for item in data if isinstance(item, Mapping)]
+        yield from items
+        if body.get("has_more") is not True or not items:
+            return
+        last = items[-1].get("id")
+        if not isinstance(last, str):
+            raise GatewayUnavailableError(f"Stripe answered {action} with an object without id")
+        after = last
+
+
+def _body(action: str, obj: stripe.StripeObject) -> Json:
+    # The raw JSON of the answer: the same shape a webhook carries, so one parser serves both.
+    response = _last_response(obj)
+    data = response.data if response is not None else None
+    if not isinstance(data, Mapping):
+        raise GatewayUnavailableError(f"Stripe answered {action} without a JSON object")
+    return data
+
+
+def _last_response(obj: object) -> StripeResponse | None:
+    # The SDK hands back whatever JSON came (a list, a number) when it is not an object.
+    response = getattr(obj, "last_response", None)
+    return response if isinstance(response, StripeResponse) else None
+
+
+def _parse_or_unknown(action: str, data: Json, parse: Callable[[Json], _T]) -> _T:
+    try:
+        return parse(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        # Stripe answered, so the request may well have taken effect: unknown, not refused.
+        raise GatewayUnavailableError(
+            f"Stripe answered {action} with an object bountyescrow cannot read ({exc!r}); "
+            f"the outcome is unknown: look the object up."
+        ) from exc
+
+
+def _require_id(data: Json) -> str:
+    value = data.get("id")
+    if not isinstance(value, str) or not value:
+        raise TypeError("object without an id")
+    return value
+
+
+def _method_types_parameter(api_version: str) -> str:
+    if api_version[:10] >= ALLOWED_TYPES_SINCE:
+        return "allowed_payment_method_types"
+    return "payment_method_types"
+
+
+def _link_url(data: Json) -> str:
+    url = data["url"]
+    if not isinstance(url, str) or not url:
+        raise TypeError("account link without a url")
+    return url
+
+
+def _mode_of_key(key: object) -> bool | None:
+    """True for a live key, False for a test key, None when the key says neither."""
+    match = _KEY_MODE.match(key) if isinstance(key, str) else None
+    return None if match is None else match.group(1) == "live"
+
+
+def _client_attribute(client: object, name: str) -> object:
+    # StripeClient has no public accessor for its settings; reading its requestor's options is
+    # the only way to tell test from live mode and to refuse a connected-account client.
+    return getattr(getattr(client, "_requestor", None), name, None)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(gateway: StripeGateway) -> PaymentGateway:
+        return gateway

@@ -1,0 +1,461 @@
+"""How Stripe's failures become bountyescrow's gateway errors (the adapter's one choke point)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import pytest
+import respx
+import stripe
+
+from bountyescrow import errors
+from bountyescrow.adapters.stripe import StripeGateway, _errors
+from bountyescrow.domain.gateway_objects import (
+    CancelPayment,
+    CreatePayment,
+    CreateRefund,
+    CreateReversal,
+    CreateTransfer,
+)
+from bountyescrow.domain.money import Money
+
+from . import builders
+from .support import answer
+
+KEY = "bountyescrow:test:op_1:0"
+USD = Money(5_000, "usd")
+
+Call = Callable[[StripeGateway], object]
+CALLS: Mapping[str, tuple[str, str, Call]] = {
+    "create_payment": (
+        "POST",
+        "/v1/payment_intents",
+        lambda g: g.create_payment(
+            CreatePayment(amount=USD, transfer_group="g", metadata={}), idempotency_key=KEY
+        ),
+    ),
+    "cancel_payment": (
+        "POST",
+        "/v1/payment_intents/pi_1/cancel",
+        lambda g: g.cancel_payment(CancelPayment(payment_ref="pi_1"), idempotency_key=KEY),
+    ),
+    "create_transfer": (
+        "POST",
+        "/v1/transfers",
+        lambda g: g.create_transfer(
+            CreateTransfer(
+                amount=USD,
+                destination="acct_1",
+                source_transaction="ch_1",
+                transfer_group="g",
+                metadata={},
+            ),
+            idempotency_key=KEY,
+        ),
+    ),
+    "create_refund": (
+        "POST",
+        "/v1/refunds",
+        lambda g: g.create_refund(
+            CreateRefund(amount=USD, payment_ref="pi_1", metadata={}), idempotency_key=KEY
+        ),
+    ),
+    "create_reversal": (
+        "POST",
+        "/v1/transfers/tr_1/reversals",
+        lambda g: g.create_reversal(
+            CreateReversal(amount=USD, transfer_ref="tr_1", metadata={}), idempotency_key=KEY
+        ),
+    ),
+    "get_payment": ("GET", "/v1/payment_intents/pi_1", lambda g: g.get_payment("pi_1")),
+    "get_account": ("GET", "/v1/accounts/acct_1", lambda g: g.get_account("acct_1")),
+}
+
+
+def fail(
+    router: respx.MockRouter,
+    gateway: StripeGateway,
+    action: str,
+    response: httpx.Response | Exception,
+) -> errors.GatewayError:
+    """Answer `action`'s request with `response`; return the gateway error it raised."""
+    method, path, call = CALLS[action]
+    router.route(method=method, path=path).mock(
+        side_effect=response if isinstance(response, Exception) else [response]
+    )
+    with pytest.raises(errors.GatewayError) as caught:
+        call(gateway)
+    return caught.value
+
+
+def stripe_error(status: int, kind: str, message: str, **fields: Any) -> httpx.Response:
+    """A Stripe error answer: `kind` is the error's ``type``."""
+    return answer(builders.error(kind, message, **fields), status=status)
+
+
+class TestDefinitiveRefusals:
+    def test_a_card_error_is_a_declined_payment(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "create_payment",
+            stripe_error(
+                402,
+                "card_error",
+                "Your card was declined.",
+                code="card_declined",
+                decline_code="insufficient_funds",
+            ),
+        )
+
+        assert type(error) is errors.PaymentDeclinedError
+        assert error.code == "card_declined"
+        assert "insufficient_funds" in error.message
+        assert not error.outcome_unknown
+
+    def test_an_invalid_request_is_rejected_with_stripes_message_code_and_request_id(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "create_refund",
+            stripe_error(
+                400,
+                "invalid_request_error",
+                "Refund amount is too large.",
+                code="amount_too_large",
+                param="amount",
+            ),
+        )
+
+        assert type(error) is errors.GatewayRejectedError
+        assert "Refund amount is too large." in error.message
+        assert (error.code, error.request_id, error.replayed) == (
+            "amount_too_large",
+            "req_test0001",
+            False,
+        )
+        assert not error.outcome_unknown
+        assert not error.retryable
+
+    def test_a_missing_object_is_rejected(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "get_payment",
+            stripe_error(
+                404,
+                "invalid_request_error",
+                "No such payment_intent: 'pi_1'",
+                code="resource_missing",
+            ),
+        )
+
+        assert type(error) is errors.GatewayRejectedError
+        assert error.code == "resource_missing"
+
+    def test_every_error_keeps_the_stripe_exception_as_its_cause(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router, gateway, "create_refund", stripe_error(400, "invalid_request_error", "No.")
+        )
+
+        assert isinstance(error.__cause__, stripe.InvalidRequestError)
+
+
+class TestDestinationNotReady:
+    @pytest.mark.parametrize(
+        ("code", "message"),
+        [
+            (
+                "insufficient_capabilities_for_transfer",
+                "Your destination account needs to have at least one of the following "
+                "capabilities enabled: transfers, crypto_transfers, legacy_payments",
+            ),
+            ("account_invalid", "The destination account is not valid."),
+            ("transfers_not_allowed", "The requested transfer cannot be created."),
+            (None, "Your destination account needs to have the transfers capability enabled."),
+        ],
+    )
+    def test_a_destination_that_cannot_receive_is_not_ready(
+        self, router: respx.MockRouter, gateway: StripeGateway, code: str | None, message: str
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "create_transfer",
+            stripe_error(400, "invalid_request_error", message, code=code, param="destination"),
+        )
+
+        assert type(error) is errors.DestinationNotReadyError
+        assert error.code == code
+
+    def test_the_same_code_outside_a_transfer_is_a_plain_rejection(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "get_account",
+            stripe_error(400, "invalid_request_error", "Invalid account.", code="account_invalid"),
+        )
+
+        assert type(error) is errors.GatewayRejectedError
+
+    def test_a_platform_balance_shortfall_on_a_transfer_is_a_plain_rejection(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "create_transfer",
+            stripe_error(
+                400,
+                "invalid_request_error",
+                "Insufficient funds in Stripe account.",
+                code="balance_insufficient",
+            ),
+        )
+
+        assert type(error) is errors.GatewayRejectedError
+
+
+class TestReversals:
+    @pytest.mark.parametrize("code", ["balance_insufficient", "insufficient_funds"])
+    def test_a_payee_balance_that_does_not_cover_the_reversal(
+        self, router: respx.MockRouter, gateway: StripeGateway, code: str
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "create_reversal",
+            stripe_error(400, "invalid_request_error", "Insufficient funds.", code=code),
+        )
+
+        assert type(error) is errors.InsufficientPayeeBalanceError
+        assert error.code == code
+
+
+class TestCancel:
+    @pytest.mark.parametrize("status", ["succeeded", "processing"])
+    def test_an_intent_that_succeeded_or_is_processing_is_already_settled(
+        self, router: respx.MockRouter, gateway: StripeGateway, status: str
+    ) -> None:
+        intent = builders.payment_intent(id="pi_1", status=status)
+        error = fail(
+            router,
+            gateway,
+            "cancel_payment",
+            stripe_error(
+                400,
+                "invalid_request_error",
+                f"You cannot cancel this PaymentIntent because it has a status of {status}.",
+                code="payment_intent_unexpected_state",
+                payment_intent=intent,
+            ),
+        )
+
+        assert type(error) is errors.PaymentAlreadySettledError
+        assert error.code == "payment_intent_unexpected_state"
+
+    def test_an_intent_cancelled_earlier_is_returned_as_it_is(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        intent = builders.payment_intent(id="pi_1", status="canceled")
+        router.post("/v1/payment_intents/pi_1/cancel").mock(
+            return_value=stripe_error(
+                400,
+                "invalid_request_error",
+                "You cannot cancel this PaymentIntent because it has a status of canceled.",
+                code="payment_intent_unexpected_state",
+                payment_intent=intent,
+            )
+        )
+        fetched = router.get("/v1/payment_intents/pi_1").mock(return_value=answer(intent))
+
+        snapshot = gateway.cancel_payment(CancelPayment(payment_ref="pi_1"), idempotency_key=KEY)
+
+        assert snapshot.status == "canceled"
+        assert fetched.called
+
+
+class TestIdempotencyMismatch:
+    @pytest.mark.parametrize(
+        "response",
+        [
+            stripe_error(
+                400,
+                "idempotency_error",
+                "Keys for idempotent requests can only be used with the same parameters they "
+                "were first used with.",
+            ),
+            stripe_error(
+                409,
+                "invalid_request_error",
+                "There is currently another in-progress request using this Idempotent Key.",
+                code="idempotency_key_in_use",
+            ),
+            stripe_error(
+                400,
+                "invalid_request_error",
+                "Another request with this key is in progress.",
+                code="idempotency_key_in_use",
+            ),
+        ],
+        ids=["idempotency_error", "in_use_409", "in_use_400"],
+    )
+    def test_is_a_mismatch_that_stays_pending_and_raises_an_alert(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        caplog: pytest.LogCaptureFixture,
+        response: httpx.Response,
+    ) -> None:
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.stripe"):
+            error = fail(router, gateway, "create_transfer", response)
+
+        assert type(error) is errors.IdempotencyMismatchError
+        assert error.outcome_unknown
+        alerts = [r for r in caplog.records if r.name == "bountyescrow.stripe"]
+        assert [r.levelno for r in alerts] == [logging.ERROR]
+        assert KEY in alerts[0].getMessage()
+        assert "create_transfer" in alerts[0].getMessage()
+
+
+class TestCredentials:
+    @pytest.mark.parametrize(
+        ("status", "kind"), [(401, "invalid_request_error"), (403, "permission_error")]
+    )
+    def test_refused_credentials_are_an_authentication_error(
+        self, router: respx.MockRouter, gateway: StripeGateway, status: int, kind: str
+    ) -> None:
+        error = fail(
+            router, gateway, "get_account", stripe_error(status, kind, "Invalid API Key provided")
+        )
+
+        assert type(error) is errors.GatewayAuthenticationError
+        assert isinstance(error, errors.ConfigurationError)
+        assert not error.outcome_unknown
+
+
+class TestUnknownOutcomes:
+    @pytest.mark.parametrize(
+        "response",
+        [
+            stripe_error(429, "rate_limit_error", "Too many requests.", code="rate_limit"),
+            stripe_error(400, "invalid_request_error", "Too many requests.", code="rate_limit"),
+            stripe_error(500, "api_error", "An unknown error occurred"),
+            stripe_error(502, "api_error", "Bad gateway"),
+            stripe_error(503, "api_error", "Service unavailable"),
+            stripe_error(409, "invalid_request_error", "Conflict.", code="lock_timeout"),
+            httpx.ReadTimeout("read timed out"),
+            httpx.ConnectError("connection refused"),
+            httpx.Response(200, content=b"<html>not json</html>"),
+        ],
+        ids=["429", "400_rate_limit", "500", "502", "503", "409", "timeout", "connect", "not_json"],
+    )
+    def test_is_unavailable_and_retryable(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        response: httpx.Response | Exception,
+    ) -> None:
+        error = fail(router, gateway, "create_transfer", response)
+
+        assert type(error) is errors.GatewayUnavailableError
+        assert error.outcome_unknown
+        assert error.retryable
+        assert not error.replayed
+        assert isinstance(error.__cause__, stripe.StripeError)
+
+    def test_a_replayed_server_error_says_so(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        replayed = answer(
+            builders.error("api_error", "An unknown error occurred"),
+            status=500,
+            headers={"Idempotent-Replayed": "true", "Idempotency-Key": KEY},
+        )
+
+        error = fail(router, gateway, "create_transfer", replayed)
+
+        assert type(error) is errors.GatewayUnavailableError
+        assert error.replayed
+        assert "replayed" in error.message
+
+    def test_an_answer_we_cannot_read_is_unknown_not_refused(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        broken = builders.transfer()
+        del broken["destination"]
+
+        error = fail(router, gateway, "create_transfer", answer(broken))
+
+        assert type(error) is errors.GatewayUnavailableError
+        assert isinstance(error.__cause__, KeyError)
+
+
+class TestAnswersWeCannotRead:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"object": "list", "data": None, "has_more": False, "url": "/v1/transfers"},
+            {"object": "list", "data": [{"object": "transfer"}], "has_more": True, "url": "/v1/t"},
+        ],
+        ids=["no_list", "page_without_ids"],
+    )
+    def test_a_malformed_list_is_an_unknown_outcome(
+        self, router: respx.MockRouter, gateway: StripeGateway, body: dict[str, Any]
+    ) -> None:
+        router.get("/v1/transfers").mock(return_value=answer(body))
+
+        with pytest.raises(errors.GatewayUnavailableError):
+            gateway.find_transfer(transfer_group="g", operation_id="op_1")
+
+    def test_an_account_link_without_url_is_an_unknown_outcome(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        link = builders.account_link()
+        del link["url"]
+        router.post("/v1/account_links").mock(return_value=answer(link))
+
+        with pytest.raises(errors.GatewayUnavailableError):
+            gateway.create_onboarding_link(
+                "acct_1", return_url="https://a", refresh_url="https://b"
+            )
+
+    def test_a_json_answer_that_is_not_an_object_is_an_unknown_outcome(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        router.get("/v1/accounts/acct_1").mock(return_value=httpx.Response(200, json=[1, 2]))
+
+        with pytest.raises(errors.GatewayUnavailableError):
+            gateway.get_account("acct_1")
+
+    def test_an_unexpected_state_without_the_intent_stays_already_settled(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        error = fail(
+            router,
+            gateway,
+            "cancel_payment",
+            stripe_error(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent's status does not allow cancelling it.",
+                code="payment_intent_unexpected_state",
+            ),
+        )
+
+        assert type(error) is errors.PaymentAlreadySettledError
+        assert _errors.reported_intent_status(error) is None
+        assert _errors.reported_intent_status(ValueError("not from Stripe")) is None
