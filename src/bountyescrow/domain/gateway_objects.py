@@ -18,6 +18,8 @@ from bountyescrow.domain.money import Money
 META_ESCROW = "bountyescrow_escrow_id"
 META_OPERATION = "bountyescrow_operation_id"
 META_BOUNTY = "bounty_id"
+#: Metadata key naming the payee on the connected accounts the library creates.
+META_PAYEE = "bountyescrow_payee_id"
 
 
 def _freeze(mapping: Mapping[str, str]) -> Mapping[str, str]:

@@ -6,7 +6,7 @@ inject failures; `ManualClock` is a clock tests move by hand.
 """
 
 from bountyescrow.testing._clock import ManualClock
-from bountyescrow.testing._fake_gateway import FakeGateway, Movement
+from bountyescrow.testing._fake_gateway import FakeControlError, FakeGateway, Movement
 from bountyescrow.testing._memory_store import InMemoryStore
 
-__all__ = ["FakeGateway", "InMemoryStore", "ManualClock", "Movement"]
+__all__ = ["FakeControlError", "FakeGateway", "InMemoryStore", "ManualClock", "Movement"]

@@ -45,6 +45,7 @@ import attrs
 
 from bountyescrow.domain.gateway_objects import (
     META_OPERATION,
+    META_PAYEE,
     AccountSnapshot,
     CancelPayment,
     CreatePayment,
@@ -123,7 +124,6 @@ KEY_LIFETIME: Final = timedelta(hours=24)
 #: What Stripe charges for a dispute, in minor units (the US fee; the fake uses it everywhere).
 DISPUTE_FEE: Final = 1500
 #: Metadata key naming the payee on the connected accounts the fake creates.
-META_PAYEE: Final = "bountyescrow_payee_id"
 _UNEXPECTED_STATE: Final = "payment_intent_unexpected_state"
 _PAYABLE: Final = frozenset(
     {"requires_payment_method", "requires_confirmation", "requires_action", "processing"}

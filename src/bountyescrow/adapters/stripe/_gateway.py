@@ -26,6 +26,7 @@ from bountyescrow.adapters.stripe._parse import (
 )
 from bountyescrow.domain.gateway_objects import (
     META_OPERATION,
+    META_PAYEE,
     AccountSnapshot,
     CancelPayment,
     CreatePayment,
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 LOGGER: Final = logging.getLogger("bountyescrow.stripe")
 
 #: Metadata key naming the payee on the connected accounts the gateway creates.
-META_PAYEE: Final = "bountyescrow_payee_id"
 #: Page size for the look-ups (Stripe's maximum).
 PAGE_SIZE: Final = 100
 
