@@ -29,6 +29,10 @@ log = logging.getLogger("bountyescrow")
 
 EventHook = Callable[[DomainEvent], None]
 
+#: Unique constraints whose violation means another transaction recorded the same gateway
+#: object first (stores name them in `StorageError.details["constraint"]`).
+RACE_CONSTRAINTS = frozenset({"operations_kind_gateway_ref", "ledger_entries_kind_ref"})
+
 
 def new_id(prefix: str) -> str:
     """A random, URL-safe id such as ``esc_3kTMd9...``."""
@@ -88,7 +92,12 @@ class ServiceCore:
                     return result
             except StorageError as exc:
                 attempt += 1
-                if not exc.details.get("transient") or attempt > self.settings.storage_retries:
+                # A lost race for a unique gateway object (a webhook and the call's own record
+                # step booking the same transfer) is settled by rerunning: the rerun sees the
+                # winner's row and does nothing.
+                lost_race = exc.details.get("constraint") in RACE_CONSTRAINTS
+                transient = exc.details.get("transient") or lost_race
+                if not transient or attempt > self.settings.storage_retries:
                     raise
                 log.warning("transient storage error, retrying (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))

@@ -18,7 +18,6 @@ from bountyescrow.domain.records import (
 )
 from bountyescrow.errors import (
     EventNotReadyError,
-    StorageError,
     WebhookPayloadError,
 )
 from bountyescrow.ports.store import UnitOfWork
@@ -87,14 +86,7 @@ class GatewayEventIntake(OperationDriver):
 
         try:
             obj = self._refetch(event.object)
-            try:
-                result = self._tx(work)
-            except StorageError as exc:
-                if not exc.details.get("constraint"):
-                    raise
-                # Another instance applied the same event at the same moment; its commit won
-                # and this one rolled back. Run again: it now finds the event processed.
-                result = self._tx(work)
+            result = self._tx(work)
         except EventNotReadyError as exc:
             age = (
                 now - datetime.fromtimestamp(event.created, tz=now.tzinfo)

@@ -99,7 +99,8 @@ class _Operations:
         other = self.by_gateway_ref(op.kind, op.gateway_ref)
         if other is not None and other.id != op.id:
             raise StorageError(
-                f"{op.kind.value} {op.gateway_ref} is already recorded by {other.id}"
+                f"{op.kind.value} {op.gateway_ref} is already recorded by {other.id}",
+                constraint="operations_kind_gateway_ref",
             )
 
     def add(self, operation: Operation) -> None:
@@ -189,7 +190,10 @@ class _Ledger:
 
     def add(self, entry: JournalEntry) -> None:
         if self.exists(entry.kind, entry.ref):
-            raise StorageError(f"ledger entry {entry.kind} {entry.ref} is already booked")
+            raise StorageError(
+                f"ledger entry {entry.kind} {entry.ref} is already booked",
+                constraint="ledger_entries_kind_ref",
+            )
         self._s.entries.append(attrs.evolve(entry, seq=len(self._s.entries) + 1))
 
     def exists(self, kind: str, ref: str) -> bool:
