@@ -31,6 +31,9 @@ class Dispute:
     from_shortfall: Money
     created_at: datetime
     updated_at: datetime
+    #: Whether the disputed charge may still be refunded (an inquiry allows it, a chargeback
+    #: usually does not).
+    charge_refundable: bool = True
 
     @property
     def open(self) -> bool:

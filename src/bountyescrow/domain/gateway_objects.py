@@ -196,6 +196,8 @@ class DisputeSnapshot:
     reason: str | None
     funds_withdrawn: Money
     funds_reinstated: Money
+    #: Stripe's ``is_charge_refundable``: false once a chargeback blocks refunds.
+    charge_refundable: bool = True
 
 
 @attrs.frozen

@@ -977,8 +977,13 @@ def apply_dispute(
         )
 
     status_changed = existing is None or existing.status != snapshot.status
+    refundable_changed = dispute.charge_refundable != snapshot.charge_refundable
     dispute = attrs.evolve(
-        dispute, status=snapshot.status, reason=snapshot.reason or dispute.reason, updated_at=now
+        dispute,
+        status=snapshot.status,
+        reason=snapshot.reason or dispute.reason,
+        charge_refundable=snapshot.charge_refundable,
+        updated_at=now,
     )
     if dispute.open:
         escrow = attrs.evolve(escrow, open_disputes=escrow.open_disputes | {dispute.id})
@@ -1003,7 +1008,7 @@ def apply_dispute(
         events.append(_event("escrow.unfrozen", escrow))
     if not was_frozen and escrow.frozen:
         events.append(_event("escrow.frozen", escrow, dispute_id=dispute.id))
-    if not status_changed and not entries:
+    if not status_changed and not entries and not refundable_changed:
         return Outcome(escrow=escrow)
     return Outcome(escrow=escrow, entries=tuple(entries), events=tuple(events), disputes=(dispute,))
 

@@ -74,8 +74,11 @@ class OperationRepository(Protocol):
         """The operation of `kind` that recorded this gateway object, if any."""
         ...
 
-    def awaiting_payee(self, payee_id: str) -> list[Operation]:
-        """Releases waiting for this payee's account to become ready."""
+    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
+        """Releases waiting for a payee's account to become ready (any payee when None).
+
+        Ordered by escrow, then oldest first.
+        """
         ...
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int) -> list[Operation]:
@@ -151,8 +154,11 @@ class AuditRepository(Protocol):
 class EventRepository(Protocol):
     """The domain-event outbox, in commit order."""
 
-    def add(self, event: DomainEvent) -> None:
-        """Append an event; the store assigns `seq` in increasing order."""
+    def add(self, event: DomainEvent) -> DomainEvent:
+        """Append an event and return it as stored, with the `seq` the store assigned.
+
+        `seq` increases in commit order (gaps are allowed), so readers page with it.
+        """
         ...
 
     def after(self, cursor: int, *, limit: int) -> list[DomainEvent]:

@@ -47,12 +47,25 @@ class EventApplier(ServiceCore):
     """Turns gateway objects into transitions inside a unit of work."""
 
     def _apply_outcome(
-        self, uow: UnitOfWork, applied: Applied, before: Escrow, outcome: Outcome, action: str
+        self,
+        uow: UnitOfWork,
+        applied: Applied,
+        before: Escrow,
+        outcome: Outcome,
+        action: str,
+        *,
+        on_behalf_of: Operation | None = None,
     ) -> Escrow:
+        """Persist an outcome; `on_behalf_of` is the host call whose answer this records."""
         if outcome.changed or outcome.escrow != before:
             applied.status = WebhookStatus.PROCESSED
             applied.events += self._persist(
-                uow, outcome, before=before, action=action, actor_id=GATEWAY_ACTOR
+                uow,
+                outcome,
+                before=before,
+                action=action,
+                actor_id=on_behalf_of.actor_id if on_behalf_of else GATEWAY_ACTOR,
+                correlation_id=on_behalf_of.correlation_id if on_behalf_of else None,
             )
             applied.drive += [
                 op.id
@@ -239,8 +252,7 @@ class EventApplier(ServiceCore):
             data={"payee_id": payee.id},
             created_at=self.now(),
         )
-        uow.events.add(event)
-        applied.events.append(event)
+        applied.events.append(uow.events.add(event))
         applied.status = WebhookStatus.PROCESSED
         if ready:
             applied.ready_releases += [op.id for op in uow.operations.awaiting_payee(payee.id)]
@@ -255,6 +267,5 @@ class EventApplier(ServiceCore):
             data={"payee_id": payee.id, "payout": payout.ref, "code": payout.failure_code},
             created_at=self.now(),
         )
-        uow.events.add(event)
-        applied.events.append(event)
+        applied.events.append(uow.events.add(event))
         applied.status = WebhookStatus.PROCESSED

@@ -17,10 +17,10 @@ from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.operation import Operation
 from bountyescrow.domain.records import AuditRecord
 from bountyescrow.domain.transitions import Outcome
-from bountyescrow.errors import StorageError
+from bountyescrow.errors import PermissionDeniedError, StorageError
 from bountyescrow.ports.clock import Clock
 from bountyescrow.ports.gateway import PaymentGateway
-from bountyescrow.ports.policy import AuthorizationPolicy
+from bountyescrow.ports.policy import Actor, AuthorizationPolicy
 from bountyescrow.ports.store import EscrowStore, UnitOfWork
 from bountyescrow.service._settings import EscrowSettings
 
@@ -51,6 +51,11 @@ def escrow_view(escrow: Escrow) -> dict[str, Any]:
         "dispute_withdrawn": escrow.dispute_withdrawn.amount,
         "currency": escrow.currency,
     }
+
+
+@attrs.frozen
+class Denied:
+    error: PermissionDeniedError
 
 
 class ServiceCore:
@@ -102,6 +107,11 @@ class ServiceCore:
                 log.warning("transient storage error, retrying (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
 
+    def _read(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run `work` in a unit of work that is never committed (reads only)."""
+        with self.store.unit_of_work() as uow:
+            return work(uow)
+
     def _persist(
         self,
         uow: UnitOfWork,
@@ -130,9 +140,7 @@ class ServiceCore:
             uow.disputes.save(dispute)
         for entry in outcome.entries:
             uow.ledger.add(attrs.evolve(entry, created_at=now))
-        events = [attrs.evolve(event, created_at=now) for event in outcome.events]
-        for event in events:
-            uow.events.add(event)
+        events = [uow.events.add(attrs.evolve(e, created_at=now)) for e in outcome.events]
         if outcome.changed or new_escrow or before != outcome.escrow:
             op_id = outcome.operations[0].id if outcome.operations else None
             uow.audit.add(
@@ -148,6 +156,35 @@ class ServiceCore:
                 )
             )
         return events
+
+    def _deny(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        action: str,
+        escrow_id: str | None,
+        reason: str,
+        correlation_id: str | None,
+    ) -> Denied:
+        uow.audit.add(
+            AuditRecord(
+                action=action,
+                actor_id=actor.id,
+                escrow_id=escrow_id,
+                created_at=self.now(),
+                allowed=False,
+                detail=reason,
+                correlation_id=correlation_id,
+            )
+        )
+        log.warning(
+            "denied %s by %s: %s",
+            action,
+            actor.id,
+            reason,
+            extra={"escrow_id": escrow_id, "actor_id": actor.id},
+        )
+        return Denied(PermissionDeniedError(f"{actor.id} may not {action}: {reason}"))
 
     def _publish(self, events: Iterable[DomainEvent]) -> None:
         """Give committed events to the post-commit hooks (the outbox is the durable copy)."""

@@ -116,10 +116,10 @@ class OperationDriver(EventApplier):
 
         `on_result` sees the gateway's answer (the caller that needs a client secret).
         """
-        op = self._tx(lambda uow: uow.operations.get(op_id))
+        op = self._read(lambda uow: uow.operations.get(op_id))
         assert op is not None
         if op.status is OperationStatus.PENDING and op.kind is OperationKind.FUNDING:
-            escrow = self._tx(lambda uow: uow.escrows.get(op.escrow_id))
+            escrow = self._read(lambda uow: uow.escrows.get(op.escrow_id))
             if escrow is not None and escrow.cancelled:
                 return self._record(op_id, None, idem, cancelled=True)
         if op.status is not OperationStatus.PENDING or op.request is None:
@@ -194,17 +194,28 @@ class OperationDriver(EventApplier):
                 escrow,
                 tr.record_payment_created(escrow, op, result, now=now),
                 "payment_created",
+                on_behalf_of=op,
             )
             if result.status in ("succeeded", "processing", "canceled"):
                 self._payment(uow, result, applied)
         elif op.kind is OperationKind.CANCEL and isinstance(result, PaymentSnapshot):
             funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, result.ref)
             self._apply_outcome(
-                uow, applied, escrow, tr.complete_cancel(escrow, op, funding, now=now), "cancelled"
+                uow,
+                applied,
+                escrow,
+                tr.complete_cancel(escrow, op, funding, now=now),
+                "cancelled",
+                on_behalf_of=op,
             )
         elif op.kind is OperationKind.RELEASE and isinstance(result, TransferSnapshot):
             self._apply_outcome(
-                uow, applied, escrow, tr.complete_release(escrow, op, result, now=now), "released"
+                uow,
+                applied,
+                escrow,
+                tr.complete_release(escrow, op, result, now=now),
+                "released",
+                on_behalf_of=op,
             )
         elif op.kind is OperationKind.REFUND and isinstance(result, RefundSnapshot):
             self._apply_outcome(
@@ -213,6 +224,7 @@ class OperationDriver(EventApplier):
                 escrow,
                 tr.apply_refund(escrow, op, result, now=now),
                 f"refund_{result.status}",
+                on_behalf_of=op,
             )
         elif op.kind is OperationKind.REVERSAL and isinstance(result, ReversalSnapshot):
             release = uow.operations.get(op.target_id or "")
@@ -223,6 +235,7 @@ class OperationDriver(EventApplier):
                 escrow,
                 tr.complete_reversal(escrow, op, release, result, now=now),
                 "reversed",
+                on_behalf_of=op,
             )
         else:
             raise AssertionError(f"{type(result).__name__} is not an answer for a {op.kind.value}")
@@ -234,7 +247,7 @@ class OperationDriver(EventApplier):
         applied = Applied()
         settled: PaymentSnapshot | None = None
         if isinstance(exc, PaymentAlreadySettledError):
-            op = self._tx(lambda uow: uow.operations.get(op_id))
+            op = self._read(lambda uow: uow.operations.get(op_id))
             assert op is not None
             assert isinstance(op.request, CancelPayment)
             settled = self.gateway.get_payment(op.request.payment_ref)
@@ -369,6 +382,15 @@ class OperationDriver(EventApplier):
             )
         )
         completed = pending = errors = 0
+        # The backstop for releases whose payee became ready while nobody sent them (the
+        # process died between recording the readiness and sending).
+        for op_id in self._read(self._ready_waiting_releases):
+            try:
+                self._send_ready_release(op_id)
+                completed += 1
+            except Exception:
+                errors += 1
+                log.exception("sending waiting release %s failed", op_id)
         for op in claimed:
             try:
                 result = self._recover_one(op, now)
@@ -387,6 +409,19 @@ class OperationDriver(EventApplier):
         return RecoveryReport(
             claimed=len(claimed), completed=completed, still_pending=pending, errors=errors
         )
+
+    @staticmethod
+    def _ready_waiting_releases(uow: UnitOfWork) -> list[str]:
+        ready: dict[str, bool] = {}
+        found: list[str] = []
+        for op in uow.operations.awaiting_payee(limit=500):
+            payee_id = op.payee_id or ""
+            if payee_id not in ready:
+                payee = uow.payees.get(payee_id)
+                ready[payee_id] = payee is not None and payee.ready
+            if ready[payee_id]:
+                found.append(op.id)
+        return found
 
     def _recover_one(self, op: Operation, now: datetime) -> Operation:
         if op.gateway_ref is not None:

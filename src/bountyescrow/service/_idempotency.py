@@ -76,11 +76,11 @@ def existing(
 
 def store_error(record: IdempotencyRecord, exc: BountyEscrowError) -> IdempotencyRecord:
     """The record of a call that ended with a definitive domain error."""
-    details = {k: str(v) if v is not None else None for k, v in exc.details.items()}
+    details = {k: _plain(v) if isinstance(v, Money) else v for k, v in exc.details.items()}
     return attrs.evolve(
         record,
         error_type=type(exc).__name__,
-        error_message=json.dumps({"message": exc.message, "details": details}),
+        error_message=json.dumps({"message": exc.message, "details": details}, default=str),
         locked_until=None,
     )
 
@@ -89,8 +89,15 @@ def rebuild_error(record: IdempotencyRecord) -> BountyEscrowError:
     """The stored error of a first call, to raise again."""
     cls = getattr(errors, record.error_type or "", BountyEscrowError)
     data = json.loads(record.error_message or "{}")
+    details = {k: _money_or_value(v) for k, v in data.get("details", {}).items()}
     exc: BountyEscrowError = cls.__new__(cls)
-    BountyEscrowError.__init__(exc, data.get("message", ""), **data.get("details", {}))
-    for name, value in data.get("details", {}).items():
+    BountyEscrowError.__init__(exc, data.get("message", ""), **details)
+    for name, value in details.items():
         setattr(exc, name, value)
     return exc
+
+
+def _money_or_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"amount", "currency"}:
+        return Money(value["amount"], value["currency"])
+    return value

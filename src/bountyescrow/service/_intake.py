@@ -60,7 +60,7 @@ class GatewayEventIntake(OperationDriver):
                 f"event {event.id} is {'live' if event.livemode else 'test'} mode but the "
                 f"gateway is {'live' if self.gateway.livemode else 'test'} mode"
             )
-        seen = self._tx(lambda uow: uow.webhook_events.get(event.id))
+        seen = self._read(lambda uow: uow.webhook_events.get(event.id))
         if seen is not None and seen.status is not WebhookStatus.FAILED:
             return seen.status
         now = self.now()
@@ -133,4 +133,4 @@ class GatewayEventIntake(OperationDriver):
 
     def webhook_event(self, event_id: str) -> WebhookEventRecord | None:
         """The log record of a gateway event, if it was seen."""
-        return self._tx(lambda uow: uow.webhook_events.get(event_id))
+        return self._read(lambda uow: uow.webhook_events.get(event_id))

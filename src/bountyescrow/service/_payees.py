@@ -9,7 +9,6 @@ from bountyescrow.domain.records import (
 )
 from bountyescrow.errors import (
     PayeeNotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from bountyescrow.ports.policy import Actor
@@ -45,7 +44,7 @@ class PayeeCommands(CommandRunner):
                 )
             )
             raise denied.error
-        existing = self._tx(lambda uow: uow.payees.get(payee_id))
+        existing = self._read(lambda uow: uow.payees.get(payee_id))
         if existing is not None:
             return existing
         account = self.gateway.create_account(
@@ -65,6 +64,8 @@ class PayeeCommands(CommandRunner):
             updated_at=now,
         )
 
+        committed: list[DomainEvent] = []
+
         def work(uow: UnitOfWork) -> Payee:
             current = uow.payees.get(payee_id, for_update=True)
             if current is not None:
@@ -80,17 +81,21 @@ class PayeeCommands(CommandRunner):
                     correlation_id=correlation_id,
                 )
             )
-            uow.events.add(
-                DomainEvent(
-                    type="payee.registered",
-                    escrow_id=None,
-                    data={"payee_id": payee_id},
-                    created_at=now,
+            committed[:] = [
+                uow.events.add(
+                    DomainEvent(
+                        type="payee.registered",
+                        escrow_id=None,
+                        data={"payee_id": payee_id},
+                        created_at=now,
+                    )
                 )
-            )
+            ]
             return payee
 
-        return self._tx(work)
+        registered = self._tx(work)
+        self._publish(committed)
+        return registered
 
     def onboarding_link(
         self, payee_id: str, *, return_url: str, refresh_url: str, actor: Actor | None = None
@@ -99,7 +104,11 @@ class PayeeCommands(CommandRunner):
         actor = self._actor(actor) if actor is not None else Actor(payee_id)
         decision = self.policy.decide(actor, "onboarding_link", None, {"payee_id": payee_id})
         if not decision.allowed:
-            raise PermissionDeniedError(f"{actor.id} may not onboard {payee_id}: {decision.reason}")
+            reason = decision.reason
+            denied = self._tx(
+                lambda uow: self._deny(uow, actor, "onboarding_link", None, reason, None)
+            )
+            raise denied.error
         payee = self.get_payee(payee_id)
         return self.gateway.create_onboarding_link(
             payee.account_ref,
@@ -109,7 +118,7 @@ class PayeeCommands(CommandRunner):
 
     def get_payee(self, payee_id: str) -> Payee:
         """The registered payee. Raises `PayeeNotFoundError`."""
-        payee = self._tx(lambda uow: uow.payees.get(payee_id))
+        payee = self._read(lambda uow: uow.payees.get(payee_id))
         if payee is None:
             raise PayeeNotFoundError(f"payee {payee_id!r} is not registered")
         return payee

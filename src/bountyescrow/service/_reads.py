@@ -18,7 +18,6 @@ from bountyescrow.domain.records import (
 from bountyescrow.errors import (
     EscrowNotFoundError,
     OperationNotFoundError,
-    PermissionDeniedError,
 )
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
@@ -37,7 +36,7 @@ class Reads(ServiceCore):
         return escrow
 
     def _get_escrow(self, escrow_id: str) -> Escrow:
-        escrow = self._tx(lambda uow: uow.escrows.get(escrow_id))
+        escrow = self._read(lambda uow: uow.escrows.get(escrow_id))
         if escrow is None:
             raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
         return escrow
@@ -45,10 +44,14 @@ class Reads(ServiceCore):
     def _check_read(self, actor: Actor | None, escrow: Escrow) -> None:
         if actor is None:
             return
-        payees = {op.payee_id for op in self._tx(lambda uow: uow.operations.for_escrow(escrow.id))}
-        decision = self.policy.decide(actor, "read", escrow, {"payee_ids": payees})
+        ops = self._read(lambda uow: uow.operations.for_escrow(escrow.id))
+        decision = self.policy.decide(
+            actor, "read", escrow, {"payee_ids": {op.payee_id for op in ops}}
+        )
         if not decision.allowed:
-            raise PermissionDeniedError(f"{actor.id} may not read {escrow.id}: {decision.reason}")
+            reason = decision.reason
+            denied = self._tx(lambda uow: self._deny(uow, actor, "read", escrow.id, reason, None))
+            raise denied.error
 
     def get(self, escrow_id: str, *, actor: Actor | None = None) -> Escrow:
         """The escrow. With `actor`, the read is authorized. Raises `EscrowNotFoundError`."""
@@ -58,38 +61,38 @@ class Reads(ServiceCore):
 
     def find(self, *, bounty_id: str | None = None, poster_id: str | None = None) -> list[Escrow]:
         """Escrows of a bounty and/or a poster, oldest first."""
-        return self._tx(lambda uow: uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id))
+        return self._read(lambda uow: uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id))
 
     def get_operation(self, operation_id: str) -> Operation:
         """The operation. Raises `OperationNotFoundError`."""
-        op = self._tx(lambda uow: uow.operations.get(operation_id))
+        op = self._read(lambda uow: uow.operations.get(operation_id))
         if op is None:
             raise OperationNotFoundError(f"no operation with id {operation_id!r}")
         return op
 
     def operations(self, escrow_id: str) -> list[Operation]:
         """The escrow's operations, oldest first."""
-        return self._tx(lambda uow: uow.operations.for_escrow(escrow_id))
+        return self._read(lambda uow: uow.operations.for_escrow(escrow_id))
 
     def ledger(self, escrow_id: str) -> list[JournalEntry]:
         """The escrow's journal entries in booking order."""
-        return self._tx(lambda uow: uow.ledger.for_escrow(escrow_id))
+        return self._read(lambda uow: uow.ledger.for_escrow(escrow_id))
 
     def audit_trail(self, escrow_id: str) -> list[AuditRecord]:
         """The escrow's audit records in order."""
-        return self._tx(lambda uow: uow.audit.for_escrow(escrow_id))
+        return self._read(lambda uow: uow.audit.for_escrow(escrow_id))
 
     def disputes(self, escrow_id: str) -> list[Dispute]:
         """The escrow's disputes."""
-        return self._tx(lambda uow: uow.disputes.for_escrow(escrow_id))
+        return self._read(lambda uow: uow.disputes.for_escrow(escrow_id))
 
     def events(self, after: int = 0, *, limit: int = 100) -> list[DomainEvent]:
         """Domain events after the cursor `after` (an event's `seq`), oldest first."""
-        return self._tx(lambda uow: uow.events.after(after, limit=limit))
+        return self._read(lambda uow: uow.events.after(after, limit=limit))
 
     def required_reserve(self, currency: str) -> Money:
         """How much must stay in the platform balance: everything held in `currency`."""
-        return self._tx(lambda uow: uow.escrows.held_total(currency))
+        return self._read(lambda uow: uow.escrows.held_total(currency))
 
     def nearing_max_hold(self, *, within: timedelta = timedelta(days=7)) -> list[Escrow]:
         """Escrows still holding money whose `max_hold` ends within `within`."""
@@ -104,7 +107,7 @@ class Reads(ServiceCore):
         found: list[Escrow] = []
         while True:
             after = found[-1].id if found else None
-            page = self._tx(functools.partial(self._escrow_page, after=after))
+            page = self._read(functools.partial(self._escrow_page, after=after))
             if not page:
                 return found
             found += page
@@ -118,7 +121,7 @@ class Reads(ServiceCore):
         """Check I1-I4 over every escrow; returns the violations (empty when all hold)."""
         problems: list[str] = []
         for escrow in self._all_escrows():
-            ops, entries = self._tx(functools.partial(self._records_of, escrow_id=escrow.id))
+            ops, entries = self._read(functools.partial(self._records_of, escrow_id=escrow.id))
             problems += violations(escrow, ops, entries)
         return problems
 

@@ -14,29 +14,22 @@ from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.money import Money
 from bountyescrow.domain.operation import Operation, OperationStatus
 from bountyescrow.domain.records import (
-    AuditRecord,
     IdempotencyRecord,
 )
 from bountyescrow.domain.transitions import Outcome
 from bountyescrow.errors import (
     BountyEscrowError,
     EscrowNotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
-from bountyescrow.service._core import log, new_id
+from bountyescrow.service._core import Denied, new_id
 from bountyescrow.service._driver import OperationDriver
 from bountyescrow.service._reads import Reads
 
 Decide = Callable[[UnitOfWork, Escrow, datetime, str], Outcome]
-
-
-@attrs.frozen
-class Denied:
-    error: PermissionDeniedError
 
 
 class CommandRunner(OperationDriver, Reads):
@@ -80,35 +73,6 @@ class CommandRunner(OperationDriver, Reads):
         if not isinstance(actor, Actor):
             raise ValidationError(f"actor must be an Actor, got {actor!r}")
         return actor
-
-    def _deny(
-        self,
-        uow: UnitOfWork,
-        actor: Actor,
-        action: str,
-        escrow_id: str | None,
-        reason: str,
-        correlation_id: str | None,
-    ) -> Denied:
-        uow.audit.add(
-            AuditRecord(
-                action=action,
-                actor_id=actor.id,
-                escrow_id=escrow_id,
-                created_at=self.now(),
-                allowed=False,
-                detail=reason,
-                correlation_id=correlation_id,
-            )
-        )
-        log.warning(
-            "denied %s by %s: %s",
-            action,
-            actor.id,
-            reason,
-            extra={"escrow_id": escrow_id, "actor_id": actor.id},
-        )
-        return Denied(PermissionDeniedError(f"{actor.id} may not {action}: {reason}"))
 
     # --- the command runner -------------------------------------------------------------------
 

@@ -34,10 +34,9 @@ from bountyescrow.ports.gateway import PaymentGateway
 from bountyescrow.ports.policy import Actor, AuthorizationPolicy
 from bountyescrow.ports.store import EscrowStore, UnitOfWork
 from bountyescrow.service import _idempotency as idem
-from bountyescrow.service._core import EventHook, log, new_id
+from bountyescrow.service._core import Denied, EventHook, log, new_id
 from bountyescrow.service._intake import GatewayEventIntake
 from bountyescrow.service._payees import PayeeCommands
-from bountyescrow.service._runner import Denied
 from bountyescrow.service._settings import EscrowSettings
 
 
@@ -129,6 +128,8 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             "amount": money,
             "request_id": request_id,
             "allow_additional": allow_additional,
+            "description": description,
+            "receipt_email": receipt_email,
         }
         print_ = idem.fingerprint("open", params)
         escrow_id, op_id = new_id("esc"), new_id("op")
@@ -375,10 +376,18 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         money = self._money(amount, "amount", optional=True)
         if reverse_releases:
             self._reverse_all(escrow_id, actor, idempotency_key, correlation_id)
-        # While frozen, only whoever the policy lets refund a frozen escrow may (admins).
-        frozen_ok = self.policy.decide(actor, "refund_frozen", self._get_escrow(escrow_id), {})
 
         def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+            # While frozen, only whoever the policy lets refund a frozen escrow (admins) may,
+            # and only while Stripe says every disputed charge can still be refunded.
+            allow_frozen = (
+                escrow.frozen
+                and self.policy.decide(actor, "refund_frozen", escrow, {"now": now}).allowed
+            )
+            if allow_frozen and any(
+                d.open and not d.charge_refundable for d in uow.disputes.for_escrow(escrow.id)
+            ):
+                allow_frozen = False
             return tr.start_refund(
                 escrow,
                 op_id=op_id,
@@ -386,7 +395,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 actor_id=actor.id,
                 now=now,
                 reason=reason,
-                allow_frozen=frozen_ok.allowed,
+                allow_frozen=allow_frozen,
             )
 
         op_id, new = self._run(
@@ -492,7 +501,6 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
     ) -> Operation:
         """Cancel a release still waiting for its payee; its money is available again."""
         actor = self._actor(actor)
-        target = self.get_operation(operation_id)
         now = self.now()
         print_ = idem.fingerprint("cancel_operation", {"operation_id": operation_id})
         committed: list[DomainEvent] = []
@@ -507,6 +515,9 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 now=now,
             ):
                 return None
+            target = uow.operations.get(operation_id)
+            if target is None:
+                raise OperationNotFoundError(f"no operation with id {operation_id!r}")
             escrow = self._lock_escrow_or_404(uow, target.escrow_id)
             decision = self.policy.decide(
                 actor, "cancel_operation", escrow, {"operation_id": operation_id, "now": now}
@@ -547,6 +558,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
     ) -> Escrow:
         """Let an escrow frozen by an early fraud warning move again (admins)."""
         actor = self._actor(actor)
+        committed: list[DomainEvent] = []
 
         def work(uow: UnitOfWork) -> Denied | Escrow:
             escrow = self._lock_escrow_or_404(uow, escrow_id)
@@ -556,7 +568,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                     uow, actor, "clear_fraud_warning", escrow_id, decision.reason, correlation_id
                 )
             outcome = tr.clear_fraud_warning(escrow)
-            self._persist(
+            committed[:] = self._persist(
                 uow,
                 outcome,
                 before=escrow,
@@ -569,4 +581,5 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         result = self._tx(work)
         if isinstance(result, Denied):
             raise result.error
+        self._publish(committed)
         return result

@@ -1555,6 +1555,7 @@ class FakeGateway:
             reason=dispute.reason,
             funds_withdrawn=Money(sum(-a for a in amounts if a < 0), currency),
             funds_reinstated=Money(sum(a for a in amounts if a > 0), currency),
+            charge_refundable=not dispute.blocks_refunds,
         )
 
     @staticmethod

@@ -125,15 +125,15 @@ class _Operations:
                 return op
         return None
 
-    def awaiting_payee(self, payee_id: str) -> list[Operation]:
+    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
         ops = [
             op
             for op in self._s.operations.values()
-            if op.payee_id == payee_id
+            if (payee_id is None or op.payee_id == payee_id)
             and op.kind is OperationKind.RELEASE
             and op.status is OperationStatus.AWAITING_PAYEE
         ]
-        return sorted(ops, key=lambda op: (op.escrow_id, op.created_at, op.id))
+        return sorted(ops, key=lambda op: (op.escrow_id, op.created_at, op.id))[:limit]
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int) -> list[Operation]:
         due = sorted(
@@ -218,8 +218,10 @@ class _Events:
     def __init__(self, state: _State) -> None:
         self._s = state
 
-    def add(self, event: DomainEvent) -> None:
-        self._s.events.append(attrs.evolve(event, seq=len(self._s.events) + 1))
+    def add(self, event: DomainEvent) -> DomainEvent:
+        stored = attrs.evolve(event, seq=len(self._s.events) + 1)
+        self._s.events.append(stored)
+        return stored
 
     def after(self, cursor: int, *, limit: int) -> list[DomainEvent]:
         return self._s.events[cursor : cursor + limit]

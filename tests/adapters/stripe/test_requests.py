@@ -541,6 +541,7 @@ class TestFetches:
             reason="fraudulent",
             funds_withdrawn=usd(25_000),
             funds_reinstated=usd(25_000),
+            charge_refundable=False,  # the builder's is_charge_refundable
         )
 
     @pytest.mark.parametrize(

@@ -226,6 +226,7 @@ def dispute_row(dispute: Dispute) -> dict[str, Any]:
         reason=dispute.reason,
         created_at=dispute.created_at,
         updated_at=dispute.updated_at,
+        charge_refundable=dispute.charge_refundable,
     )
     return row
 
@@ -245,6 +246,7 @@ def dispute_from(row: Row) -> Dispute:
         from_shortfall=Money(row["from_shortfall"], currency),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        charge_refundable=bool(row["charge_refundable"]),
     )
 
 

@@ -192,17 +192,19 @@ class _Operations(_Repository):
         row = self._uow.first(stmt)
         return None if row is None else m.operation_from(row)
 
-    def awaiting_payee(self, payee_id: str) -> list[Operation]:
+    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
         t = self._t.operations
         stmt = (
             sa.select(t)
             .where(
-                t.c.payee_id == payee_id,
                 t.c.status == OperationStatus.AWAITING_PAYEE.value,
                 t.c.kind == OperationKind.RELEASE.value,
             )
             .order_by(t.c.escrow_id, t.c.created_at, t.c.id)
+            .limit(limit)
         )
+        if payee_id is not None:
+            stmt = stmt.where(t.c.payee_id == payee_id)
         return [m.operation_from(row) for row in self._uow.all(stmt)]
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int) -> list[Operation]:
@@ -317,9 +319,12 @@ class _Audit(_Repository):
 
 
 class _Events(_Repository):
-    def add(self, event: DomainEvent) -> None:
+    def add(self, event: DomainEvent) -> DomainEvent:
         self._uow.lock_event_log()
-        self._uow.run(sa.insert(self._t.domain_events).values(m.event_row(event)))
+        t = self._t.domain_events
+        row = self._uow.first(sa.insert(t).values(m.event_row(event)).returning(t.c.seq))
+        assert row is not None
+        return attrs.evolve(event, seq=int(row["seq"]))
 
     def after(self, cursor: int, *, limit: int) -> list[DomainEvent]:
         t = self._t.domain_events

@@ -213,6 +213,7 @@ def build_tables(*, schema: str | None, prefix: str) -> Tables:
         sa.Column("from_shortfall", AMOUNT, nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("charge_refundable", sa.Boolean, nullable=False),
         sa.PrimaryKeyConstraint("id", name=n("disputes_pkey")),
         sa.ForeignKeyConstraint(["escrow_id"], [escrows.c.id], name=n("disputes_escrow_id_fkey")),
         sa.CheckConstraint("amount >= 0", name=n("disputes_amount_nonneg")),

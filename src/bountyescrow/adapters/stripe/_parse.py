@@ -140,6 +140,7 @@ def parse_dispute(data: Json) -> DisputeSnapshot:
         reason=_optional_str(data.get("reason")),
         funds_withdrawn=Money(withdrawn, currency),
         funds_reinstated=Money(reinstated, currency),
+        charge_refundable=bool(data.get("is_charge_refundable", True)),
     )
 
 

@@ -740,6 +740,9 @@ class StoreContract:
             ]
             assert [op.id for op in uow.operations.awaiting_payee("hunter_2")] == ["op_5"]
             assert uow.operations.awaiting_payee("nobody") == []
+            everyone = [op.id for op in uow.operations.awaiting_payee()]
+            assert everyone == ["op_3", "op_5", "op_2", "op_1"]
+            assert [op.id for op in uow.operations.awaiting_payee(limit=2)] == everyone[:2]
 
     # --- claim_due: leases for recovery ------------------------------------------------------
 
@@ -977,6 +980,18 @@ class StoreContract:
         assert seq_1 is not None
         assert seq_2 is not None
         assert seq_1 < seq_2
+
+    def test_add_returns_the_event_with_the_seq_it_was_stored_under(
+        self, store: EscrowStore
+    ) -> None:
+        """Post-commit hooks get the stored event, so its seq matches `after(cursor)`."""
+        with store.unit_of_work() as uow:
+            added = [uow.events.add(make_event(f"event.{i}")) for i in range(3)]
+            uow.commit()
+        with self.read(store) as uow:
+            stored = uow.events.after(0, limit=100)
+        assert [e.seq for e in added] == [e.seq for e in stored]
+        assert all(e.seq is not None for e in added)
 
     def test_events_get_increasing_seq_and_read_after_a_cursor(self, store: EscrowStore) -> None:
         """`after(cursor)` returns later events oldest first; their seq is the next cursor."""

@@ -198,6 +198,7 @@ def upgrade(*, schema: str | None, prefix: str) -> None:
         amount("from_shortfall"),
         sa.Column("created_at", ts(), nullable=False),
         sa.Column("updated_at", ts(), nullable=False),
+        sa.Column("charge_refundable", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=n("disputes_pkey")),
         sa.ForeignKeyConstraint(["escrow_id"], [escrows_id], name=n("disputes_escrow_id_fkey")),
         sa.CheckConstraint("amount >= 0", name=n("disputes_amount_nonneg")),
