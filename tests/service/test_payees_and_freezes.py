@@ -1,0 +1,403 @@
+"""Payees and onboarding, freezes (disputes, fraud warnings), funding edge cases, reserve."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bountyescrow import EscrowService, EscrowStatus, OperationStatus, errors
+from bountyescrow.testing import FakeGateway, ManualClock
+
+from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
+from .crashing import Crash
+
+
+def event_types(service: EscrowService) -> list[str]:
+    return [e.type for e in service.events(limit=10_000)]
+
+
+class TestRegisterPayee:
+    def test_is_idempotent_per_payee(self, service: EscrowService, fake: FakeGateway) -> None:
+        first = service.register_payee(HUNTER, email="h@example.com", country="US")
+        again = service.register_payee(HUNTER, email="other@example.com", country="GB")
+        assert again == first
+        assert first.account_ref == "acct_0001"
+        assert first.ready is False
+        with pytest.raises(errors.GatewayRejectedError):
+            fake.get_account("acct_0002")  # no second account was made
+        assert event_types(service) == ["payee.registered"]
+
+    def test_a_lost_answer_is_retried_into_the_same_account(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        fake.fail_next("account", error="timeout_after_effect")
+        with pytest.raises(errors.GatewayUnavailableError):
+            service.register_payee(HUNTER, country="US")
+        payee = service.register_payee(HUNTER, country="US")
+        assert payee.account_ref == "acct_0001"
+        with pytest.raises(errors.GatewayRejectedError):
+            fake.get_account("acct_0002")
+
+    def test_onboarding_link_is_the_gateways_url(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        payee = service.register_payee(HUNTER, country="US")
+        url = service.onboarding_link(
+            HUNTER, return_url="https://app.test/done", refresh_url="https://app.test/again"
+        )
+        assert url.startswith(f"https://connect.fake.test/onboard/{payee.account_ref}?")
+        assert "return_url=https%3A%2F%2Fapp.test%2Fdone" in url
+
+    def test_onboarding_link_for_an_unknown_payee(self, service: EscrowService) -> None:
+        with pytest.raises(errors.PayeeNotFoundError, match="nobody"):
+            service.onboarding_link("nobody", return_url="https://a", refresh_url="https://b")
+
+
+class TestWaitingReleases:
+    def test_a_release_to_a_payee_not_ready_waits_with_the_money_reserved(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        payee = service.register_payee(HUNTER, country="US")
+        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        waiting = service.get(esc.id)
+        assert (waiting.held, waiting.reserved, waiting.available) == (
+            usd(25_000),
+            usd(10_000),
+            usd(15_000),
+        )
+        assert fake.movements == []
+        fake.complete_onboarding(payee.account_ref)
+        fake.deliver(service)
+        assert service.get_payee(HUNTER).ready
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        assert [m.operation_id for m in fake.movements] == [op.id]
+        assert service.get(esc.id).held == usd(15_000)
+
+    def test_waiting_releases_of_several_escrows_for_one_payee_all_go(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        payee = service.register_payee(HUNTER, country="US")
+        ops = []
+        for bounty in ("b1", "b2", "b3"):
+            esc = funded(service, fake, amount=10_000, bounty=bounty)
+            ops.append(service.release(esc.id, payee_id=HUNTER, actor=POSTER))
+        assert {op.status for op in ops} == {OperationStatus.AWAITING_PAYEE}
+        fake.complete_onboarding(payee.account_ref)
+        fake.deliver(service, duplicate=True)
+        assert {service.get_operation(op.id).status for op in ops} == {OperationStatus.SUCCEEDED}
+        assert sorted(m.operation_id or "" for m in fake.movements) == sorted(op.id for op in ops)
+        assert {e.status for e in service.find(poster_id=POSTER.id)} == {EscrowStatus.RELEASED}
+
+    def test_recover_sends_a_waiting_release_whose_payee_became_ready(
+        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
+    ) -> None:
+        """The process died right after committing 'payee ready', before sending (§9)."""
+
+        def die(event: object) -> None:
+            raise Crash("the process died after the commit")
+
+        dying = EscrowService(
+            service.store, fake, fee_bps=1000, namespace="test", clock=clock, hooks=[die]
+        )
+        esc = funded(service, fake)
+        payee = service.register_payee(HUNTER, country="US")
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        fake.complete_onboarding(payee.account_ref)
+        with pytest.raises(Crash):
+            fake.deliver(dying)
+        assert service.get_payee(HUNTER).ready
+        assert service.get_operation(op.id).status is OperationStatus.AWAITING_PAYEE
+        clock.advance(timedelta(minutes=20))
+        service.recover()
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        assert [m.operation_id for m in fake.movements] == [op.id]
+
+    def test_a_deauthorized_payee_is_not_ready(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        fake.deauthorize(service.get_payee(HUNTER).account_ref)
+        fake.deliver(service)
+        assert service.get_payee(HUNTER).ready is False
+        assert "payee.not_ready" in event_types(service)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        assert fake.movements == []
+
+    def test_destination_not_ready_sends_the_release_back_to_waiting(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        fake.fail_next("transfer", error="destination_not_ready")
+        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        assert op.error
+        assert service.get_payee(HUNTER).ready is False
+        assert service.get(esc.id).reserved == usd(10_000)
+        assert fake.movements == []
+
+    def test_a_waiting_release_goes_when_the_account_is_ready_again(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        account = service.get_payee(HUNTER).account_ref
+        fake.restrict(account)
+        fake.deliver(service)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        fake.complete_onboarding(account)
+        fake.deliver(service)
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+
+    def test_a_failed_payout_becomes_a_domain_event(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        account = service.get_payee(HUNTER).account_ref
+        payout = fake.payout(account, usd(9_000), failed=True)
+        fake.deliver(service)
+        (event,) = [e for e in service.events(limit=10_000) if e.type == "payee.payout_failed"]
+        assert event.data == {"payee_id": HUNTER, "payout": payout, "code": "account_closed"}
+
+    def test_a_paid_payout_is_no_event(self, service: EscrowService, fake: FakeGateway) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        fake.payout(service.get_payee(HUNTER).account_ref, usd(9_000))
+        before = event_types(service)
+        fake.deliver(service)
+        assert event_types(service) == before
+
+
+class TestFraudWarnings:
+    def test_freeze_refuse_release_allow_admin_refund_then_clear(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        assert esc.payment_ref is not None
+        fake.early_fraud_warning(esc.payment_ref)
+        fake.deliver(service)
+        frozen = service.get(esc.id)
+        assert frozen.status is EscrowStatus.DISPUTED
+        assert frozen.frozen
+        with pytest.raises(errors.EscrowFrozenError, match="frozen"):
+            service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        with pytest.raises(errors.EscrowFrozenError):
+            service.release(esc.id, payee_id=HUNTER, actor=ADMIN)
+        refund = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        assert refund.status is OperationStatus.SUCCEEDED
+        assert service.get(esc.id).refunded == usd(5_000)
+        cleared = service.clear_fraud_warning(esc.id, actor=ADMIN)
+        assert not cleared.frozen
+        assert cleared.status is EscrowStatus.PARTIALLY_SETTLED
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        assert op.status is OperationStatus.SUCCEEDED
+        assert service.get(esc.id).status is EscrowStatus.SETTLED
+
+    def test_a_frozen_escrow_refuses_reversals(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        release = service.release(esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER)
+        assert esc.payment_ref is not None
+        fake.early_fraud_warning(esc.payment_ref)
+        fake.deliver(service)
+        with pytest.raises(errors.EscrowFrozenError):
+            service.reverse(esc.id, release.id, actor=ADMIN)
+        assert [m.kind for m in fake.movements] == ["transfer"]
+
+    def test_the_same_warning_delivered_twice_freezes_once(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        assert esc.payment_ref is not None
+        fake.early_fraud_warning(esc.payment_ref)
+        fake.deliver(service, duplicate=True)
+        assert event_types(service).count("escrow.frozen") == 1
+        service.clear_fraud_warning(esc.id, actor=ADMIN)
+        assert service.get(esc.id).status is EscrowStatus.FUNDED
+
+
+class TestDisputes:
+    def test_an_inquiry_freezes_without_taking_money_and_closing_it_unfreezes(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        assert esc.payment_ref is not None
+        fake.open_dispute(esc.payment_ref, inquiry=True)
+        fake.deliver(service)
+        inquired = service.get(esc.id)
+        assert inquired.status is EscrowStatus.DISPUTED
+        assert (inquired.held, inquired.dispute_withdrawn) == (usd(25_000), usd(0))
+        with pytest.raises(errors.EscrowFrozenError):
+            service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        fake.close_dispute(esc.payment_ref)
+        fake.deliver(service)
+        closed = service.get(esc.id)
+        assert closed.status is EscrowStatus.FUNDED
+        assert closed.held == usd(25_000)
+        assert service.release(esc.id, payee_id=HUNTER, actor=POSTER).status is (
+            OperationStatus.SUCCEEDED
+        )
+
+    def test_a_lost_dispute_leaves_the_money_withdrawn_and_the_escrow_settles(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        assert esc.payment_ref is not None
+        fake.open_dispute(esc.payment_ref)
+        fake.deliver(service)
+        fake.close_dispute(esc.payment_ref, won=False)
+        fake.deliver(service)
+        lost = service.get(esc.id)
+        assert not lost.frozen
+        assert (lost.held, lost.dispute_withdrawn, lost.shortfall) == (
+            usd(0),
+            usd(25_000),
+            usd(0),
+        )
+        assert lost.status is EscrowStatus.SETTLED
+        assert not lost.is_open
+        (dispute,) = service.disputes(esc.id)
+        assert dispute.status == "lost"
+
+    def test_withdrawn_beyond_what_is_available_goes_to_shortfall(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        ready_payee(service, fake)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER)
+        assert esc.payment_ref is not None
+        fake.open_dispute(esc.payment_ref)  # the whole 25,000
+        fake.deliver(service)
+        disputed = service.get(esc.id)
+        assert (disputed.held, disputed.dispute_withdrawn, disputed.shortfall) == (
+            usd(0),
+            usd(5_000),
+            usd(20_000),
+        )
+        (withdrawn,) = [e for e in service.events(limit=10_000) if e.type.endswith("withdrawn")]
+        assert (withdrawn.data["from_held"], withdrawn.data["shortfall"]) == (5_000, 20_000)
+
+    def test_a_withdrawal_leaves_money_reserved_by_a_waiting_release(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        service.register_payee(HUNTER, country="US")
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        assert esc.payment_ref is not None
+        fake.open_dispute(esc.payment_ref, amount=usd(20_000))
+        fake.deliver(service)
+        disputed = service.get(esc.id)
+        assert (disputed.held, disputed.reserved) == (usd(10_000), usd(10_000))
+        assert disputed.shortfall == usd(5_000)
+
+
+class TestFunding:
+    def test_a_dashboard_cancel_cancels_an_unfunded_escrow(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.cancel_outside(esc.payment_ref)
+        fake.deliver(service)
+        cancelled = service.get(esc.id)
+        assert cancelled.status is EscrowStatus.CANCELLED
+        assert not cancelled.is_open
+        assert service.audit_trail(esc.id)[-1].actor_id == "gateway:external"
+        again = open_escrow(service)  # the bounty may be opened afresh
+        assert again.id != esc.id
+
+    def test_processing_keeps_it_awaiting_funding_and_refuses_a_cancel(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.process(esc.payment_ref)
+        fake.deliver(service)
+        processing = service.get(esc.id)
+        assert processing.status is EscrowStatus.AWAITING_FUNDING
+        assert processing.payment_status == "processing"
+        with pytest.raises(errors.InvalidTransitionError, match="processing"):
+            service.cancel(esc.id, actor=POSTER)
+        fake.pay(esc.payment_ref)
+        fake.deliver(service)
+        assert service.get(esc.id).status is EscrowStatus.FUNDED
+
+    def test_a_decline_then_a_successful_payment_funds_it(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.decline(esc.payment_ref)
+        fake.deliver(service)
+        declined = service.get(esc.id)
+        assert declined.status is EscrowStatus.AWAITING_FUNDING
+        assert declined.last_payment_error
+        fake.pay(esc.payment_ref)
+        fake.deliver(service)
+        paid = service.get(esc.id)
+        assert paid.status is EscrowStatus.FUNDED
+        assert paid.held == usd(25_000)
+        assert "escrow.payment_failed" in event_types(service)
+
+    def test_recover_polls_a_payment_whose_webhook_was_lost(
+        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        assert fake.drop_events() == 1
+        clock.advance(service.settings.poll_interval - timedelta(seconds=1))
+        service.recover()
+        assert service.get(esc.id).status is EscrowStatus.AWAITING_FUNDING  # not due yet
+        clock.advance(timedelta(seconds=2))
+        report = service.recover()
+        assert report.completed == 1
+        funded_now = service.get(esc.id)
+        assert funded_now.status is EscrowStatus.FUNDED
+        assert funded_now.held == usd(25_000)
+
+
+class TestReserveAndHoldLimits:
+    def test_required_reserve_is_everything_held(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        assert service.required_reserve("usd") == usd(0)
+        a = funded(service, fake, amount=25_000, bounty="b1")
+        funded(service, fake, amount=10_000, bounty="b2")
+        open_escrow(service, amount=5_000, bounty="b3")  # not funded: nothing held
+        ready_payee(service, fake)
+        service.release(a.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER)
+        service.register_payee("hunter-2", country="US")
+        service.release(a.id, payee_id="hunter-2", amount=usd(1_000), actor=POSTER)  # waits
+        held = sum((e.held.amount for e in service.find()), 0)
+        assert held == 21_000 + 10_000  # the waiting 1,000 is still held
+        assert service.required_reserve("usd") == usd(held)
+
+    def test_nearing_max_hold_lists_escrows_funded_long_ago(
+        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
+    ) -> None:
+        old = funded(service, fake, bounty="old")
+        clock.advance(timedelta(days=85))
+        funded(service, fake, bounty="new")
+        emptied = funded(service, fake, bounty="emptied")
+        clock.advance(timedelta(seconds=1))
+        assert [e.id for e in service.nearing_max_hold(within=timedelta(days=7))] == [old.id]
+        service.refund(emptied.id, actor=ADMIN)
+        clock.advance(timedelta(days=84))
+        listed = {e.id for e in service.nearing_max_hold(within=timedelta(days=7))}
+        assert emptied.id not in listed
+        assert old.id in listed
+        assert len(listed) == 2
