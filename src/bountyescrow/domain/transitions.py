@@ -540,8 +540,8 @@ def complete_release(
 
 def wait_for_payee(escrow: Escrow, op: Operation, reason: str, *, now: datetime) -> Outcome:
     """The payee's account cannot receive yet: keep the reservation and wait."""
-    if op.status is OperationStatus.AWAITING_PAYEE:
-        return Outcome(escrow=escrow)
+    if op.status is not OperationStatus.PENDING:
+        return Outcome(escrow=escrow)  # waiting already, or finished: nothing to hold back
     op = _settle(op, now, OperationStatus.AWAITING_PAYEE, error=reason)
     return Outcome(
         escrow=escrow, operations=(op,), events=(_event("operation.awaiting_payee", escrow, op),)
@@ -688,7 +688,7 @@ def apply_refund(
             events=(_event("refund.failed", escrow, op, reason=reason),),
         )
     # pending or requires_action: the reservation stays until Stripe decides.
-    if op.gateway_ref == refund.ref and op.gateway_status == refund.status:
+    if not op.status.open or (op.gateway_ref == refund.ref and op.gateway_status == refund.status):
         return Outcome(escrow=escrow)
     op = attrs.evolve(
         op, gateway_ref=refund.ref, gateway_status=refund.status, updated_at=now, claimed_until=None
