@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC
+from typing import TYPE_CHECKING
+
+from bountyescrow.errors import BountyEscrowError
+
+if TYPE_CHECKING:  # the service pulls in the whole library; the CLI imports it when needed
+    from bountyescrow.service import EscrowService
+
+#: Builds the service `webhooks replay` applies events to, from (database URL, namespace).
+ServiceFactory = Callable[[str, str], AbstractContextManager["EscrowService"]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,17 +32,83 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--url", required=True, help="SQLAlchemy database URL")
     prune = sub.add_parser("prune", help="trim old webhook events and expired idempotency keys")
     prune.add_argument("--url", required=True, help="SQLAlchemy database URL")
+    webhooks = sub.add_parser("webhooks", help="webhook tools")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    replay = webhooks_sub.add_parser(
+        "replay",
+        help="apply a failed webhook event again from its stored payload",
+        description="Apply a failed webhook event again from the payload stored when it "
+        "failed, with the Stripe API key in STRIPE_API_KEY. Exits 0 when the event is "
+        "applied (or did not need it), 1 otherwise.",
+    )
+    replay.add_argument(
+        "event_id", help="the event id from the event log (evt_..., or evt_...:re_...)"
+    )
+    replay.add_argument("--url", required=True, help="SQLAlchemy database URL")
+    replay.add_argument(
+        "--namespace",
+        default=os.environ.get("BOUNTYESCROW_NAMESPACE", "default"),
+        help="the namespace your app gives EscrowService, so operations the event starts use "
+        "the same gateway idempotency keys (default: $BOUNTYESCROW_NAMESPACE or 'default')",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+@contextmanager
+def stripe_service(url: str, namespace: str) -> Iterator[EscrowService]:
+    """The production service: `SqlAlchemyStore(url)` and `StripeGateway` on $STRIPE_API_KEY.
+
+    Raises:
+        ConfigurationError: STRIPE_API_KEY is not set or not a secret key.
+        ImportError: the ``stripe`` or ``sqlalchemy`` extra is missing.
+    """
+    from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+    from bountyescrow.adapters.stripe import StripeGateway
+    from bountyescrow.errors import ConfigurationError
+    from bountyescrow.service import EscrowService
+
+    api_key = os.environ.get("STRIPE_API_KEY")
+    if not api_key:
+        raise ConfigurationError(
+            "set STRIPE_API_KEY to the secret key of the Stripe account the event came from"
+        )
+    gateway = StripeGateway(api_key=api_key)
+    store = SqlAlchemyStore(url)
+    try:
+        yield EscrowService(store=store, gateway=gateway, namespace=namespace)
+    finally:
+        store.dispose()
+
+
+def _replay(event_id: str, url: str, namespace: str, factory: ServiceFactory) -> int:
+    try:
+        from bountyescrow.webhooks import replay_event
+
+        with factory(url, namespace) as service:
+            response = replay_event(service, event_id)
+    except (ImportError, BountyEscrowError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{event_id}: {response.status} {response.body.decode()}")
+    return 0 if response.ok else 1
+
+
+def main(
+    argv: Sequence[str] | None = None, *, service_factory: ServiceFactory | None = None
+) -> int:
+    """Run the command line; returns the exit status.
+
+    `service_factory` replaces `stripe_service` for ``webhooks replay`` (tests pass a service
+    over the fake gateway).
+    """
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from bountyescrow import demo
 
         demo.run(db=args.db, as_json=args.json)
         return 0
+    if args.command == "webhooks":
+        return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)
     try:
         from bountyescrow.adapters.sqlalchemy import _commands
     except ImportError as exc:

@@ -1,0 +1,303 @@
+"""`WebhookDispatcher`: verified Stripe requests in, `EscrowService.apply_event` out.
+
+Status codes follow what Stripe does with them (it redelivers anything that is not 2xx, for
+up to three days) and anymail's webhook base: a request that can never succeed as sent is
+refused with 400 before anything is written; a failure on our side (the escrow is not committed
+yet, the database or Stripe is down, a bug) is a 500 so Stripe tries again later; everything
+that was verified and understood is a 200, including events the library does not follow or
+that are not about its escrows, so Stripe stops sending them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pydantic
+import stripe
+
+from bountyescrow.domain.records import WebhookStatus
+from bountyescrow.errors import ConfigurationError, EventNotReadyError, WebhookPayloadError
+from bountyescrow.service import EscrowService
+from bountyescrow.webhooks._events import MalformedEventError, StripeEvent, resolve
+from bountyescrow.webhooks._response import Failure, WebhookResponse
+from bountyescrow.webhooks._signature import (
+    SIGNATURE_HEADER,
+    Headers,
+    SignatureCheckError,
+    find_header,
+    verify,
+)
+
+log = logging.getLogger("bountyescrow.webhooks")
+
+#: Stripe's own default, and what its SDK checks against.
+DEFAULT_TOLERANCE = 300
+#: Stripe event bodies are a few kilobytes; a dispute with its evidence stays far below this.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+def _redacted(data: Mapping[str, Any], raw: str) -> str:
+    """The payload kept for a failed event: the raw text, minus any client secret.
+
+    A PaymentIntent's ``client_secret`` lets a browser confirm the payment; DESIGN §14 keeps
+    it out of storage. Replays do not verify the signature again, so re-serialising is safe.
+    """
+    obj = data.get("data", {}).get("object", {})
+    if not isinstance(obj, Mapping) or not obj.get("client_secret"):
+        return raw
+    copy = dict(data)
+    copy["data"] = {**data["data"], "object": {**obj, "client_secret": None}}
+    return json.dumps(copy, separators=(",", ":"))
+
+
+class WebhookDispatcher:
+    """Verifies Stripe webhook requests and applies their events to an `EscrowService`.
+
+    Mount it with `asgi_app` or `wsgi_app`, or call `handle` from a view of any framework with
+    the request's **raw** body bytes (not re-serialised JSON: the signature covers the exact
+    bytes Stripe sent).
+
+    Args:
+        service: the service events are applied to.
+        secrets: the endpoints' signing secrets (``whsec_...``); a request signed with any of
+            them is accepted. List the platform and the Connect endpoint's secrets, and during
+            a rotation the new and the old one.
+        tolerance: how old (in seconds) a signature may be; Stripe's default is 300.
+        livemode: the mode events must be in; None takes it from ``service.gateway``.
+        max_body_bytes: larger bodies are refused before anything is parsed.
+
+    Raises:
+        ConfigurationError: no secrets, a secret that is not a non-empty string, a single
+            string instead of a list, or a non-positive tolerance or size limit.
+    """
+
+    def __init__(
+        self,
+        service: EscrowService,
+        secrets: Sequence[str],
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        livemode: bool | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if isinstance(secrets, str | bytes):
+            raise ConfigurationError(
+                "secrets must be a list of signing secrets, e.g. secrets=['whsec_...'], "
+                "not a single string"
+            )
+        checked = tuple(secrets)
+        if not checked:
+            raise ConfigurationError(
+                "secrets must list at least one webhook signing secret (whsec_...)"
+            )
+        if not all(isinstance(s, str) and s.strip() for s in checked):
+            raise ConfigurationError("every webhook signing secret must be a non-empty string")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+            # 0 would switch the SDK's timestamp check off: replayed requests would pass.
+            raise ConfigurationError(
+                f"tolerance must be a positive number of seconds, got {tolerance!r}"
+            )
+        if (
+            isinstance(max_body_bytes, bool)
+            or not isinstance(max_body_bytes, int)
+            or max_body_bytes <= 0
+        ):
+            raise ConfigurationError(
+                f"max_body_bytes must be a positive integer, got {max_body_bytes!r}"
+            )
+        self.service = service
+        self._secrets = checked
+        self.tolerance = tolerance
+        self.livemode = service.gateway.livemode if livemode is None else livemode
+        self.max_body_bytes = max_body_bytes
+        self._applier = _Applier(service, self.livemode)
+
+    def __repr__(self) -> str:
+        # Never the secrets themselves, not even a prefix.
+        return (
+            f"WebhookDispatcher(secrets=<{len(self._secrets)} hidden>, "
+            f"livemode={self.livemode}, tolerance={self.tolerance})"
+        )
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def handle(self, body: bytes, headers: Headers) -> WebhookResponse:
+        """Verify one webhook request and apply its event; return the answer to send.
+
+        Args:
+            body: the request body exactly as received (bytes).
+            headers: the request headers: a mapping (looked up case-insensitively) or
+                (name, value) pairs.
+
+        Returns:
+            200 once the event is applied, was applied before, or is not one the library
+            acts on; 400 when the request is not a valid, verified Stripe event of our mode
+            (nothing is written); 500 when it should be delivered again later.
+        """
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"body must be the raw request bytes, got {type(body).__name__}: pass the body "
+                "as received (request.body, request.get_data(), await request.body())"
+            )
+        raw = bytes(body)
+        if len(raw) > self.max_body_bytes:
+            return _refuse(Failure.BODY_TOO_LARGE)
+        try:
+            header = find_header(headers, SIGNATURE_HEADER)
+            if header is None:
+                raise SignatureCheckError(Failure.MISSING_SIGNATURE)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return _refuse(Failure.INVALID_BODY)
+            verify(text, header, self._secrets, self.tolerance)
+        except SignatureCheckError as exc:
+            return _refuse(exc.failure)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return _refuse(Failure.INVALID_JSON)
+        return self._applier.dispatch(data, text)
+
+    def handle_event(self, event: Mapping[str, Any] | stripe.StripeObject) -> WebhookResponse:
+        """Apply an event the host verified itself (e.g. with ``stripe.Webhook.construct_event``).
+
+        Args:
+            event: the event as a ``stripe.Event`` or as decoded JSON.
+
+        Returns:
+            As `handle`, without the signature checks.
+        """
+        try:
+            data = event.to_dict(for_json=True) if isinstance(event, stripe.StripeObject) else event
+            text = json.dumps(data, separators=(",", ":"))
+            # Round-trip to plain JSON types: what a replay will see is what is applied now.
+            decoded = json.loads(text)
+        except (TypeError, ValueError):
+            return _refuse(Failure.MALFORMED_EVENT)
+        return self._applier.dispatch(decoded, text)
+
+    def replay(self, event_id: str) -> WebhookResponse:
+        """Apply a failed event again from the payload stored when it failed.
+
+        See `replay_event`; the event must be in the dispatcher's mode.
+        """
+        return self._applier.replay(event_id)
+
+
+def _refuse(failure: Failure, event_id: str | None = None) -> WebhookResponse:
+    # The failure class only: never the header, the body, a secret or the expected signature.
+    log.warning(
+        "webhook refused: %s",
+        failure.value,
+        extra={"webhook_failure": failure.value, "event_id": event_id},
+    )
+    return WebhookResponse.refused(400, failure)
+
+
+class _Applier:
+    """Verified (or stored) event JSON in, `EscrowService.apply_event` calls out."""
+
+    def __init__(self, service: EscrowService, livemode: bool) -> None:
+        self.service = service
+        self.livemode = livemode
+
+    def replay(self, event_id: str) -> WebhookResponse:
+        record = self.service.webhook_event(event_id)
+        if record is None:
+            log.warning("replay: no event %s in the webhook event log", event_id)
+            return WebhookResponse.refused(404, Failure.UNKNOWN_EVENT)
+        if record.status is not WebhookStatus.FAILED:
+            return WebhookResponse.accepted(record.status.value, record.id)
+        if record.payload is None:
+            log.warning("replay: event %s failed but its payload was not kept", event_id)
+            return WebhookResponse.refused(409, Failure.PAYLOAD_MISSING)
+        try:
+            data = json.loads(record.payload)
+        except ValueError:
+            return _refuse(Failure.INVALID_JSON, event_id)
+        log.info("replaying webhook event %s", event_id)
+        return self.dispatch(data, record.payload)
+
+    def dispatch(self, data: object, raw: str) -> WebhookResponse:
+        if not isinstance(data, dict):
+            return _refuse(Failure.MALFORMED_EVENT)
+        try:
+            event = StripeEvent.model_validate(data)
+        except pydantic.ValidationError:
+            return _refuse(Failure.MALFORMED_EVENT)
+        if event.livemode != self.livemode:
+            return _refuse(Failure.WRONG_MODE, event.id)
+        try:
+            resolution = resolve(event)
+        except MalformedEventError as exc:
+            log.warning("webhook event %s refused: %s", event.id, exc)
+            return _refuse(Failure.MALFORMED_EVENT, event.id)
+        if not resolution.events:
+            log.info(
+                "webhook event %s (%s) ignored: %s",
+                event.id,
+                event.type,
+                resolution.ignored,
+                extra={"event_id": event.id, "event_type": event.type},
+            )
+            return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
+        payload = _redacted(data, raw)
+        statuses: list[WebhookStatus] = []
+        for gateway_event in resolution.events:
+            extra = {"event_id": gateway_event.id, "event_type": event.type}
+            try:
+                statuses.append(self.service.apply_event(gateway_event, payload=payload))
+            except EventNotReadyError:
+                # Our metadata names an escrow or operation whose commit has not landed yet:
+                # Stripe's redelivery (or `replay`) applies it once it has.
+                log.warning(
+                    "webhook event %s names an escrow not committed yet; asking for redelivery",
+                    gateway_event.id,
+                    extra=extra,
+                )
+                return WebhookResponse.refused(500, Failure.EVENT_NOT_READY)
+            except WebhookPayloadError:
+                # The gateway's mode differs from the dispatcher's `livemode`.
+                return _refuse(Failure.WRONG_MODE, gateway_event.id)
+            except Exception:
+                # Stripe shows response bodies in its Dashboard: the details go to our log only.
+                log.exception("webhook event %s failed", gateway_event.id, extra=extra)
+                return WebhookResponse.refused(500, Failure.INTERNAL_ERROR)
+            log.info(
+                "webhook event %s (%s): %s",
+                gateway_event.id,
+                event.type,
+                statuses[-1].value,
+                extra=extra,
+            )
+        processed = WebhookStatus.PROCESSED in statuses
+        status = WebhookStatus.PROCESSED if processed else WebhookStatus.IGNORED
+        return WebhookResponse.accepted(status.value, event.id)
+
+
+def replay_event(
+    service: EscrowService, event_id: str, *, livemode: bool | None = None
+) -> WebhookResponse:
+    """Apply a failed event again from the payload stored when it failed.
+
+    No signature is checked (the payload was verified when it arrived), so no secret is
+    needed: this is what ``bountyescrow webhooks replay`` runs.
+
+    Args:
+        service: the service whose event log holds the event.
+        event_id: an id from the event log: a Stripe event id, or ``<event id>:<refund id>``
+            for one refund of a ``charge.refunded`` event (replaying it replays the whole
+            event; its refunds already logged change nothing).
+        livemode: the mode the event must be in; None takes it from ``service.gateway``.
+
+    Returns:
+        404 ``unknown_event`` when the log has no such event; 200 with its status when it did
+        not fail (nothing is applied again); 409 ``payload_missing`` when no payload was kept;
+        otherwise the answer the event gets now (200, 400 or 500, as for `handle`).
+    """
+    mode = service.gateway.livemode if livemode is None else livemode
+    return _Applier(service, mode).replay(event_id)

@@ -1,0 +1,537 @@
+"""Every event type the dispatcher follows, end to end: the fake's signed request in, the
+service's state out."""
+
+from __future__ import annotations
+
+import stripe
+
+from bountyescrow import EscrowService, EscrowStatus, OperationKind, OperationStatus
+from bountyescrow.domain.records import WebhookStatus
+from bountyescrow.testing import FakeGateway, InMemoryStore
+from bountyescrow.webhooks import WebhookDispatcher
+
+from .support import (
+    ADMIN,
+    HUNTER,
+    POSTER,
+    SECRET,
+    deliver,
+    funded,
+    nothing_written,
+    open_escrow,
+    payload_of,
+    post,
+    ready_payee,
+    status_of,
+    take_payloads,
+    usd,
+    variant,
+)
+
+
+def types_of(fake: FakeGateway) -> list[str]:
+    return [p["type"] for p in fake.pending_payloads]
+
+
+class TestPaymentIntent:
+    def test_succeeded_funds_the_escrow(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        assert types_of(fake) == ["payment_intent.succeeded"]
+        [response] = deliver(fake, dispatcher)
+        assert response.json() == {"status": "processed", "event": "evt_0001"}
+        after = service.get(esc.id)
+        assert after.status is EscrowStatus.FUNDED
+        assert after.held == usd(25_000)
+        assert after.charge_ref == "ch_0001"
+        assert status_of(service, "evt_0001") is WebhookStatus.PROCESSED
+
+    def test_processing_is_recorded_while_still_awaiting_funding(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.process(esc.payment_ref)
+        assert types_of(fake) == ["payment_intent.processing"]
+        deliver(fake, dispatcher)
+        after = service.get(esc.id)
+        assert after.status is EscrowStatus.AWAITING_FUNDING
+        assert after.payment_status == "processing"
+
+    def test_payment_failed_records_the_error(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.decline(esc.payment_ref, "Your card was declined.")
+        assert types_of(fake) == ["payment_intent.payment_failed"]
+        deliver(fake, dispatcher)
+        after = service.get(esc.id)
+        assert after.status is EscrowStatus.AWAITING_FUNDING
+        assert after.last_payment_error == "Your card was declined."
+
+    def test_canceled_in_the_dashboard_cancels_the_unfunded_escrow(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.cancel_outside(esc.payment_ref)
+        assert types_of(fake) == ["payment_intent.canceled"]
+        deliver(fake, dispatcher)
+        assert service.get(esc.id).status is EscrowStatus.CANCELLED
+
+    def test_other_payment_intent_events_are_applied_by_state(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        """``payment_intent.*`` is followed whole; a paid intent's later events change nothing."""
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        succeeded = payload_of(fake, "payment_intent.succeeded")
+        assert post(dispatcher, fake, succeeded).status == 200
+        ledger = service.ledger(esc.id)
+        other = variant(succeeded, event_id="evt_9001", event_type="payment_intent.requires_action")
+        response = post(dispatcher, fake, other)
+        assert response.json() == {"status": "ignored", "event": "evt_9001"}
+        assert service.ledger(esc.id) == ledger
+
+    def test_an_intent_without_our_metadata_is_ignored(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        payload = payload_of(fake, "payment_intent.succeeded")
+        payload["data"]["object"]["metadata"] = {}
+        response = post(dispatcher, fake, payload)
+        assert response.status == 200
+        assert response.json()["status"] == "ignored"
+        assert service.get(esc.id).status is EscrowStatus.AWAITING_FUNDING
+        assert status_of(service, payload["id"]) is WebhookStatus.IGNORED
+
+
+class TestRefunds:
+    def test_a_pending_refund_completes_with_refund_updated(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        fake.hold_refunds(True)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        assert op.status is OperationStatus.PENDING
+        assert types_of(fake) == ["refund.created", "charge.refunded"]
+        deliver(fake, dispatcher)
+        assert service.get_operation(op.id).status is OperationStatus.PENDING
+        assert op.gateway_ref is not None
+        fake.settle_refund(op.gateway_ref)
+        assert types_of(fake) == ["refund.updated", "charge.refund.updated"]
+        deliver(fake, dispatcher)
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        after = service.get(esc.id)
+        assert after.refunded == usd(5_000)
+        assert after.held == usd(20_000)
+
+    def test_refund_failed_gives_the_money_back_to_the_escrow(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        fake.hold_refunds(True)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        deliver(fake, dispatcher)
+        assert op.gateway_ref is not None
+        fake.settle_refund(op.gateway_ref, succeeded=False)
+        assert types_of(fake) == ["refund.failed", "charge.refund.updated"]
+        deliver(fake, dispatcher)
+        assert service.get_operation(op.id).status is OperationStatus.FAILED
+        after = service.get(esc.id)
+        assert after.refunded == usd(0)
+        assert after.available == usd(25_000)
+
+    def test_charge_refunded_adopts_a_dashboard_refund_once(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        refund_ref = fake.refund_outside(esc.payment_ref, amount=usd(3_000))
+        payloads = take_payloads(fake)
+        assert [p["type"] for p in payloads] == [
+            "charge.refunded",
+            "refund.created",
+            "charge.refund.updated",
+        ]
+        charge_refunded = payloads[0]
+        response = post(dispatcher, fake, charge_refunded)
+        assert response.json() == {"status": "processed", "event": charge_refunded["id"]}
+        sub_id = f"{charge_refunded['id']}:{refund_ref}"
+        assert status_of(service, sub_id) is WebhookStatus.PROCESSED
+        assert status_of(service, charge_refunded["id"]) is None
+        for payload in [*payloads, charge_refunded]:
+            assert post(dispatcher, fake, payload).status == 200
+        external = [
+            op for op in service.operations(esc.id) if op.kind is OperationKind.EXTERNAL_REFUND
+        ]
+        assert [(op.gateway_ref, op.gross) for op in external] == [(refund_ref, usd(3_000))]
+        assert service.get(esc.id).refunded == usd(3_000)
+
+    def test_charge_refunded_applies_every_refund_it_lists(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        """The second refund's event lists both refunds; each is logged under its own id."""
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        first = fake.refund_outside(esc.payment_ref, amount=usd(1_000))
+        fake.drop_events()
+        second = fake.refund_outside(esc.payment_ref, amount=usd(2_000))
+        event = payload_of(fake, "charge.refunded")
+        listed = [r["id"] for r in event["data"]["object"]["refunds"]["data"]]
+        assert listed == [first, second]
+        assert post(dispatcher, fake, event).json()["status"] == "processed"
+        for refund in (first, second):
+            assert status_of(service, f"{event['id']}:{refund}") is WebhookStatus.PROCESSED
+        ledger = service.ledger(esc.id)
+        again = post(dispatcher, fake, event)
+        assert again.json()["status"] == "processed"  # what the log says it did the first time
+        assert service.ledger(esc.id) == ledger
+        assert service.get(esc.id).refunded == usd(3_000)
+
+    def test_charge_refunded_without_a_refund_list_is_acknowledged(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        """Current API versions leave ``refunds`` out of the charge; refund.* events carry them."""
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        fake.refund_outside(esc.payment_ref, amount=usd(1_000))
+        event = payload_of(fake, "charge.refunded")
+        del event["data"]["object"]["refunds"]
+        with nothing_written(store, service):
+            response = post(dispatcher, fake, event)
+            assert response.json() == {"status": "ignored", "event": event["id"]}
+
+
+class TestDisputes:
+    def test_a_dispute_freezes_takes_and_gives_back(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        dispute_ref = fake.open_dispute(esc.payment_ref)
+        assert types_of(fake) == ["charge.dispute.created", "charge.dispute.funds_withdrawn"]
+        deliver(fake, dispatcher)
+        during = service.get(esc.id)
+        assert during.status is EscrowStatus.DISPUTED
+        assert during.dispute_withdrawn == usd(25_000)
+        fake.close_dispute(esc.payment_ref, won=True)
+        assert types_of(fake) == ["charge.dispute.funds_reinstated", "charge.dispute.closed"]
+        deliver(fake, dispatcher)
+        after = service.get(esc.id)
+        assert after.status is EscrowStatus.FUNDED
+        assert after.held == usd(25_000)
+        assert [(d.id, d.status) for d in service.disputes(esc.id)] == [(dispute_ref, "won")]
+
+    def test_dispute_updated_is_applied(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        fake.open_dispute(esc.payment_ref, inquiry=True)
+        created = payload_of(fake, "charge.dispute.created")
+        updated = variant(created, event_id="evt_9002", event_type="charge.dispute.updated")
+        response = post(dispatcher, fake, updated)
+        assert response.json() == {"status": "processed", "event": "evt_9002"}
+        assert service.get(esc.id).frozen
+        assert post(dispatcher, fake, created).json()["status"] == "ignored"
+
+    def test_an_early_fraud_warning_freezes_the_escrow(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        assert esc.payment_ref is not None
+        fake.early_fraud_warning(esc.payment_ref)
+        assert types_of(fake) == ["radar.early_fraud_warning.created"]
+        deliver(fake, dispatcher)
+        after = service.get(esc.id)
+        assert after.fraud_warning
+        assert after.frozen
+
+
+class TestTransfers:
+    def test_transfer_created_completes_a_release_whose_answer_was_lost(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        ready_payee(service, fake, dispatcher)
+        fake.fail_next("transfer", error="timeout_after_effect")
+        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        assert op.status is OperationStatus.PENDING
+        assert types_of(fake) == ["transfer.created"]
+        deliver(fake, dispatcher)
+        done = service.get_operation(op.id)
+        assert done.status is OperationStatus.SUCCEEDED
+        assert done.gateway_ref == "tr_0001"
+        assert service.get(esc.id).released == usd(10_000)
+        assert len(fake.movements) == 1
+
+    def test_transfer_reversed_adopts_a_dashboard_reversal(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        ready_payee(service, fake, dispatcher)
+        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        deliver(fake, dispatcher)
+        assert op.gateway_ref is not None
+        fake.reverse_outside(op.gateway_ref, amount=usd(4_000))
+        assert types_of(fake) == ["transfer.reversed"]
+        deliver(fake, dispatcher)
+        kinds = [o.kind for o in service.operations(esc.id)]
+        assert OperationKind.EXTERNAL_REVERSAL in kinds
+
+    def test_transfer_reversed_confirms_our_reversal(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        ready_payee(service, fake, dispatcher)
+        release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        deliver(fake, dispatcher)
+        fake.fail_next("reversal", error="timeout_after_effect")
+        reversal = service.reverse(esc.id, release.id, actor=ADMIN)
+        assert reversal.status is OperationStatus.PENDING
+        deliver(fake, dispatcher)
+        assert service.get_operation(reversal.id).status is OperationStatus.SUCCEEDED
+        assert [o.kind for o in service.operations(esc.id)].count(OperationKind.REVERSAL) == 1
+
+    def test_transfer_updated_is_applied_by_state(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        ready_payee(service, fake, dispatcher)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        created = payload_of(fake, "transfer.created")
+        ledger = service.ledger(esc.id)
+        updated = variant(created, event_id="evt_9003", event_type="transfer.updated")
+        assert post(dispatcher, fake, updated).status == 200
+        assert service.ledger(esc.id) == ledger
+
+
+class TestConnect:
+    def test_onboarding_makes_the_payee_ready_by_capability_updated_alone(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        fake.complete_onboarding(payee.account_ref)
+        payloads = take_payloads(fake)
+        assert [p["type"] for p in payloads] == ["account.updated", "capability.updated"]
+        assert all(p["account"] == payee.account_ref for p in payloads)
+        response = post(dispatcher, fake, payloads[1])
+        assert response.json()["status"] == "processed"
+        assert service.get_payee(HUNTER).ready
+
+    def test_account_updated_sends_the_releases_waiting_for_the_payee(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        fake.complete_onboarding(payee.account_ref)
+        account_updated = payload_of(fake, "account.updated")
+        assert post(dispatcher, fake, account_updated).status == 200
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        fake.restrict(payee.account_ref)
+        deliver(fake, dispatcher)
+        assert not service.get_payee(HUNTER).ready
+
+    def test_deauthorization_makes_the_payee_not_ready(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        payee = ready_payee(service, fake, dispatcher)
+        assert payee.ready
+        fake.deauthorize(payee.account_ref)
+        assert types_of(fake) == ["account.application.deauthorized"]
+        deliver(fake, dispatcher)
+        assert not service.get_payee(HUNTER).ready
+
+    def test_payout_failed_raises_a_domain_event_and_paid_is_ignored(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = funded(service, fake, dispatcher)
+        payee = ready_payee(service, fake, dispatcher)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        deliver(fake, dispatcher)
+        failed = fake.payout(payee.account_ref, usd(1_000), failed=True)
+        paid = fake.payout(payee.account_ref, usd(1_000))
+        assert types_of(fake) == ["payout.failed", "payout.paid"]
+        responses = deliver(fake, dispatcher)
+        assert [r.json()["status"] for r in responses] == ["processed", "ignored"]
+        payout_events = [e for e in service.events(limit=1000) if e.type == "payee.payout_failed"]
+        assert [e.data["payout"] for e in payout_events] == [failed]
+        assert paid != failed
+
+    def test_events_for_an_unknown_account_are_ignored(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        account = fake.create_account(
+            payee_id="someone-else", email=None, country="US", idempotency_key="other"
+        )
+        fake.complete_onboarding(account.ref)
+        responses = deliver(fake, dispatcher)
+        assert [r.json()["status"] for r in responses] == ["ignored", "ignored"]
+        assert service.events(limit=1000) == []
+
+    def test_capabilities_other_than_transfers_are_not_followed(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        fake.complete_onboarding(payee.account_ref)
+        capability = payload_of(fake, "capability.updated")
+        capability["data"]["object"]["id"] = "card_payments"
+        with nothing_written(store, service):
+            assert post(dispatcher, fake, capability).json()["status"] == "ignored"
+        assert not service.get_payee(HUNTER).ready
+
+
+class TestScope:
+    """What is acknowledged without being applied."""
+
+    def test_types_not_followed_are_acknowledged_and_nothing_is_written(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        event = {
+            "id": "evt_customer",
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": 1_767_225_600,
+            "data": {"object": {"id": "cus_1", "object": "customer"}},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": "customer.created",
+        }
+        with nothing_written(store, service):
+            response = post(dispatcher, fake, event)
+            assert response.json() == {"status": "ignored", "event": "evt_customer"}
+        assert status_of(service, "evt_customer") is None
+
+    def test_a_platform_object_reported_by_a_connected_account_is_not_applied(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        """A connected account could carry our metadata on its own PaymentIntent: that money
+        is not in the platform balance, so the event must not fund anything."""
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        payload = payload_of(fake, "payment_intent.succeeded")
+        payload["account"] = "acct_someone"
+        with nothing_written(store, service):
+            assert post(dispatcher, fake, payload).json()["status"] == "ignored"
+        assert service.get(esc.id).status is EscrowStatus.AWAITING_FUNDING
+
+    def test_a_connect_object_without_an_account_is_not_applied(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        fake.complete_onboarding(payee.account_ref)
+        payload = payload_of(fake, "account.updated")
+        del payload["account"]
+        with nothing_written(store, service):
+            assert post(dispatcher, fake, payload).json()["status"] == "ignored"
+
+
+class TestAtLeastOnceInAnyOrder:
+    def test_a_whole_story_delivered_twice_and_shuffled_books_money_once(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        seen: list[dict[str, object]] = []
+
+        def chaos(seed: int) -> None:
+            seen.extend(fake.pending_payloads)
+            deliver(fake, dispatcher, duplicate=True, shuffle=True, seed=seed)
+
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        chaos(1)
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        fake.complete_onboarding(payee.account_ref)
+        chaos(2)
+        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        fake.refund_outside(esc.payment_ref, amount=usd(2_000))
+        fake.hold_refunds(True)
+        refund = service.refund(esc.id, amount=usd(3_000), actor=ADMIN)
+        chaos(3)
+        assert refund.gateway_ref is not None
+        fake.settle_refund(refund.gateway_ref)
+        chaos(4)
+
+        after = service.get(esc.id)
+        assert after.funded == usd(25_000)
+        assert after.released == usd(10_000)
+        assert after.refunded == usd(5_000)
+        assert after.held == usd(10_000)
+        assert [(m.kind, m.amount) for m in fake.movements] == [
+            ("transfer", usd(9_000)),
+            ("refund", usd(2_000)),
+            ("refund", usd(3_000)),
+        ]
+        ledger = service.ledger(esc.id)
+        events = service.events(limit=10_000)
+        for payload in seen:  # Stripe redelivers everything once more, days later
+            assert post(dispatcher, fake, payload).status == 200
+        assert service.ledger(esc.id) == ledger
+        assert service.events(limit=10_000) == events
+
+
+class TestHandleEvent:
+    def test_an_event_the_host_verified_with_the_sdk(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        body, headers = fake.webhook_request(payload_of(fake, "payment_intent.succeeded"))
+        event = stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET)
+        response = dispatcher.handle_event(event)
+        assert response.json() == {"status": "processed", "event": "evt_0001"}
+        assert service.get(esc.id).status is EscrowStatus.FUNDED
+
+    def test_an_event_as_decoded_json(
+        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    ) -> None:
+        esc = open_escrow(service)
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        response = dispatcher.handle_event(payload_of(fake, "payment_intent.succeeded"))
+        assert response.status == 200
+        assert service.get(esc.id).status is EscrowStatus.FUNDED
+
+    def test_something_that_is_not_json_is_a_malformed_event(
+        self, service: EscrowService, dispatcher: WebhookDispatcher, store: InMemoryStore
+    ) -> None:
+        with nothing_written(store, service):
+            response = dispatcher.handle_event({"id": "evt_1", "data": {"object": object()}})
+            assert (response.status, response.json()) == (400, {"error": "malformed_event"})
