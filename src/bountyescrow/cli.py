@@ -27,11 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the story as JSON")
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    for name, text in (("upgrade", "apply migrations"), ("current", "show the applied revision")):
-        cmd = db_sub.add_parser(name, help=text)
+    commands = [
+        db_sub.add_parser("upgrade", help="apply migrations"),
+        db_sub.add_parser("current", help="show the applied revision"),
+        sub.add_parser("prune", help="trim old webhook events and expired idempotency keys"),
+    ]
+    for cmd in commands:
         cmd.add_argument("--url", required=True, help="SQLAlchemy database URL")
-    prune = sub.add_parser("prune", help="trim old webhook events and expired idempotency keys")
-    prune.add_argument("--url", required=True, help="SQLAlchemy database URL")
+        cmd.add_argument(
+            "--schema",
+            default="bountyescrow",
+            help="PostgreSQL schema (SQLite: table prefix) of the tables (default: bountyescrow)",
+        )
     webhooks = sub.add_parser("webhooks", help="webhook tools")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     replay = webhooks_sub.add_parser(
@@ -114,13 +121,19 @@ def main(
     except ImportError as exc:
         print(exc, file=sys.stderr)
         return 2
+    from sqlalchemy.engine import make_url
+
+    # Never print a database password: the URL is shown with it masked.
+    shown = make_url(args.url).render_as_string(hide_password=True)
+    schema = args.schema
     if args.command == "db" and args.db_command == "upgrade":
-        _commands.upgrade(args.url)
-        print(f"upgraded {args.url} to {_commands.current(args.url)}")
+        revision = _commands.upgrade(args.url, schema=schema)
+        print(f"upgraded {shown} to revision {revision}")
     elif args.command == "db":
-        print(_commands.current(args.url) or "no revision applied")
+        print(_commands.current(args.url, schema=schema) or "no revision applied")
     elif args.command == "prune":
         from datetime import datetime
 
-        print(_commands.prune(args.url, datetime.now(UTC)))
+        counts = _commands.prune(args.url, datetime.now(UTC), schema=schema)
+        print(f"pruned {shown}: {counts}")
     return 0

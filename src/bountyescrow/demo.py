@@ -35,9 +35,11 @@ def make_store(db: str | None) -> tuple[EscrowStore, str]:
         memory: EscrowStore = InMemoryStore()
         return memory, "in memory (install bountyescrow[sqlalchemy] for SQLite)"
     url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='bountyescrow-demo-')) / 'demo.sqlite3'}"
+    from sqlalchemy.engine import make_url
+
     store = SqlAlchemyStore(url)
     store.migrate()
-    return store, url
+    return store, make_url(url).render_as_string(hide_password=True)
 
 
 def run(

@@ -1,0 +1,72 @@
+"""The `bountyescrow` command line: demo, migrations and pruning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bountyescrow.cli import main
+from bountyescrow.testing.contracts._postgres import (
+    drop_schema,
+    new_schema_name,
+    postgres_url_or_skip,
+)
+
+
+class TestDemo:
+    def test_json_story_ends_with_the_invariants_holding(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["demo", "--json", "--db", f"sqlite:///{tmp_path / 'demo.db'}"]) == 0
+        story = json.loads(capsys.readouterr().out)
+        assert story["invariants"] == []
+        assert story["escrow"]["status"] == "partially_settled"
+        assert [m["kind"] for m in story["movements"]] == ["transfer", "refund"]
+
+    def test_the_readable_story_names_each_step(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"])
+        out = capsys.readouterr().out
+        assert "Invariants I1-I4: all hold" in out
+        assert "The hunter finishes onboarding: the transfer goes" in out
+
+
+class TestDatabaseCommands:
+    def test_upgrade_then_current_reports_the_revision(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        assert main(["db", "current", "--url", url]) == 0
+        assert capsys.readouterr().out.strip() == "no revision applied"
+        assert main(["db", "upgrade", "--url", url]) == 0
+        assert "to revision 0001" in capsys.readouterr().out
+        assert main(["db", "current", "--url", url]) == 0
+        assert capsys.readouterr().out.strip() == "0001"
+
+    def test_prune_reports_what_it_removed(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        main(["db", "upgrade", "--url", url])
+        capsys.readouterr()
+        assert main(["prune", "--url", url]) == 0
+        assert "'webhook_events': 0" in capsys.readouterr().out
+
+    def test_a_password_in_the_url_is_never_printed(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """PostgreSQL here trusts local connections, so any password is accepted."""
+        base = postgres_url_or_skip()
+        url = make_url(base).set(password="s3cret-pw").render_as_string(hide_password=False)
+        schema = new_schema_name()
+        try:
+            assert main(["db", "upgrade", "--url", url, "--schema", schema]) == 0
+            out = capsys.readouterr().out
+        finally:
+            drop_schema(base, schema)
+        assert "s3cret-pw" not in out
+        assert "***" in out
