@@ -34,6 +34,17 @@ class TestDemo:
         assert "Invariants I1-I4: all hold" in out
         assert "The hunter finishes onboarding: the transfer goes" in out
 
+    def test_the_same_story_runs_on_postgresql(self, capsys: pytest.CaptureFixture[str]) -> None:
+        url = postgres_url_or_skip()
+        schema = new_schema_name()
+        try:
+            assert main(["demo", "--json", "--db", url, "--schema", schema]) == 0
+        finally:
+            drop_schema(url, schema)
+        story = json.loads(capsys.readouterr().out)
+        assert story["invariants"] == []
+        assert story["store"].startswith("postgresql")
+
 
 class TestDatabaseCommands:
     def test_upgrade_then_current_reports_the_revision(

@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="tell one escrow's whole story with the fake gateway")
     demo.add_argument("--db", help="database URL (default: a new SQLite file)")
     demo.add_argument("--json", action="store_true", help="print the story as JSON")
+    demo.add_argument(
+        "--schema",
+        default="bountyescrow",
+        help="PostgreSQL schema for --db (default: bountyescrow)",
+    )
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     commands = [
@@ -112,7 +117,7 @@ def main(
     if args.command == "demo":
         from bountyescrow import demo
 
-        demo.run(db=args.db, as_json=args.json)
+        demo.run(db=args.db, schema=args.schema, as_json=args.json)
         return 0
     if args.command == "webhooks":
         return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)

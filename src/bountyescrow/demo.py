@@ -27,8 +27,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join([line, rule, *body])
 
 
-def make_store(db: str | None) -> tuple[EscrowStore, str]:
-    """The store for the demo: a SQLite file by default, or the given URL."""
+def make_store(db: str | None, schema: str = "bountyescrow") -> tuple[EscrowStore, str]:
+    """The store for the demo: a SQLite file by default, or the given URL (and schema)."""
     try:
         from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
     except ImportError:
@@ -37,16 +37,31 @@ def make_store(db: str | None) -> tuple[EscrowStore, str]:
     url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='bountyescrow-demo-')) / 'demo.sqlite3'}"
     from sqlalchemy.engine import make_url
 
-    store = SqlAlchemyStore(url)
+    store = SqlAlchemyStore(url, schema=schema)
     store.migrate()
     return store, make_url(url).render_as_string(hide_password=True)
 
 
 def run(
-    *, db: str | None = None, as_json: bool = False, out: Callable[[str], None] = print
+    *,
+    db: str | None = None,
+    schema: str = "bountyescrow",
+    as_json: bool = False,
+    out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Tell the story; return what happened as data (also printed with ``as_json``)."""
-    store, where = make_store(db)
+    store, where = make_store(db, schema)
+    try:
+        return _tell(store, where, as_json=as_json, out=out)
+    finally:
+        dispose = getattr(store, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def _tell(
+    store: EscrowStore, where: str, *, as_json: bool, out: Callable[[str], None]
+) -> dict[str, Any]:
     clock = ManualClock()
     fake = FakeGateway(webhook_secret="whsec_demo", clock=clock)
     service = EscrowService(store, fake, fee_bps=1000, namespace="demo", clock=clock)
