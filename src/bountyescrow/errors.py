@@ -18,6 +18,23 @@ class BountyEscrowError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take keyword-only arguments, which default pickling cannot pass; hosts
+        # running the service in worker processes (Celery, process pools) need to pickle them.
+        return (_rebuild, (type(self), self.message, self.details, self.__dict__))
+
+
+def _rebuild(
+    cls: type[BountyEscrowError],
+    message: str,
+    details: dict[str, object],
+    state: dict[str, object],
+) -> BountyEscrowError:
+    error = cls.__new__(cls)
+    BountyEscrowError.__init__(error, message, **details)
+    error.__dict__.update(state)
+    return error
+
 
 # --- input and domain -----------------------------------------------------------------------
 

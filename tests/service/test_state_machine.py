@@ -3,14 +3,21 @@
 Several escrows, payees and actors; every command, gateway behaviour and failure; duplicated
 and reordered webhooks; crashes; `recover()`; the clock jumping past Stripe's 24 h key window.
 After every step the money invariants hold and no operation has moved money twice.
+
+The same world runs on every store: in memory, SQLite (a file) and PostgreSQL. The SQL runs
+share one migrated database per test and empty its tables before each example; they run
+fewer examples, as every step is a number of real transactions.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -19,10 +26,14 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     rule,
+    run_state_machine_as_test,
 )
 
 from bountyescrow import Actor, EscrowService, Money, OperationKind, OperationStatus, errors
+from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+from bountyescrow.ports.store import EscrowStore
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
 
 from .crashing import Crash, CrashingStore
 
@@ -45,11 +56,16 @@ maybe_amount = st.one_of(st.none(), st.integers(min_value=1, max_value=30_000))
 class EscrowWorld(RuleBasedStateMachine):
     escrows = Bundle("escrows")
 
+    @classmethod
+    def make_store(cls) -> EscrowStore:
+        """An empty store for one example; the per-store subclasses below override it."""
+        return InMemoryStore()
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = ManualClock()
         self.fake = FakeGateway(webhook_secret="whsec_test", clock=self.clock)
-        self.store = CrashingStore(InMemoryStore())
+        self.store = CrashingStore(self.make_store())
         self.service = EscrowService(
             self.store, self.fake, fee_bps=1000, namespace="sm", clock=self.clock
         )
@@ -253,5 +269,61 @@ class EscrowWorld(RuleBasedStateMachine):
         assert all(n == 1 for n in per_op.values()), per_op
 
 
-EscrowWorld.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
-TestEscrowWorld = EscrowWorld.TestCase
+# --- one run per store ------------------------------------------------------------------------
+
+MEMORY_SETTINGS = settings(max_examples=60, stateful_step_count=30, deadline=None)
+SQL_SETTINGS = settings(max_examples=15, stateful_step_count=30, deadline=None)
+
+
+def emptied(store: SqlAlchemyStore) -> SqlAlchemyStore:
+    """Delete every row of the store's tables (its migration version stays)."""
+    tables = list(reversed(store.metadata.sorted_tables))
+    with store.engine.begin() as conn:
+        if store.backend == "postgresql":
+            names = ", ".join(f'"{t.schema}"."{t.name}"' for t in tables)
+            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY")
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+    return store
+
+
+@pytest.fixture(scope="module")
+def sqlite_world_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlAlchemyStore]:
+    path: Path = tmp_path_factory.mktemp("state-machine") / "escrow.db"
+    with SqlAlchemyStore(f"sqlite:///{path}") as store:
+        store.migrate()
+        yield store
+
+
+@pytest.fixture(scope="module")
+def postgres_world_store() -> Iterator[SqlAlchemyStore]:
+    url = postgres_url_or_skip()
+    with fresh_schema(url) as schema, SqlAlchemyStore(url, schema=schema) as store:
+        store.migrate()
+        yield store
+
+
+def _world_on(name: str, make_store: Callable[[], EscrowStore]) -> type[EscrowWorld]:
+    """`EscrowWorld` with every example on a store `make_store` hands out empty."""
+
+    class World(EscrowWorld):
+        @classmethod
+        def make_store(cls) -> EscrowStore:
+            return make_store()
+
+    World.__name__ = World.__qualname__ = f"EscrowWorldOn{name.title()}"
+    return World
+
+
+@pytest.mark.parametrize(
+    "backend", ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_random_histories_keep_the_money_invariants(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "memory":
+        run_state_machine_as_test(EscrowWorld, settings=MEMORY_SETTINGS)
+        return
+    store: SqlAlchemyStore = request.getfixturevalue(f"{backend}_world_store")
+    run_state_machine_as_test(_world_on(backend, lambda: emptied(store)), settings=SQL_SETTINGS)

@@ -161,6 +161,9 @@ class EventApplier(ServiceCore):
         if release is None or release.kind is not OperationKind.RELEASE:
             return  # a transfer the library did not make
         escrow = self._lock_escrow(uow, release.escrow_id)
+        # Re-read under the escrow lock: the call's own record step (or recover) may have
+        # completed the release since the first read.
+        release = uow.operations.get(release.id) or release
         if release.status.open:
             escrow = self._apply_outcome(
                 uow,
@@ -214,14 +217,23 @@ class EventApplier(ServiceCore):
             or uow.operations.by_gateway_ref(OperationKind.REFUND, refund.ref)
             or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REFUND, refund.ref)
         )
+        if op is None:
+            target = self._escrow_of_payment(uow, refund.payment_ref)
+            if target is None:
+                return  # not ours
+            # Another event about this outside refund may have adopted it meanwhile.
+            op = uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REFUND, refund.ref)
+        else:
+            target = self._lock_escrow(uow, op.escrow_id)
         if op is not None:
-            escrow = self._lock_escrow(uow, op.escrow_id)
-            outcome = tr.apply_refund(escrow, op, refund, now=self.now())
-            self._apply_outcome(uow, applied, escrow, outcome, f"refund_{refund.status}")
+            # Re-read under the escrow lock: the call's own record step (or recover) may have
+            # completed the refund since the first read.
+            op = uow.operations.get(op.id) or op
+            outcome = tr.apply_refund(target, op, refund, now=self.now())
+            self._apply_outcome(uow, applied, target, outcome, f"refund_{refund.status}")
             return
-        target = self._escrow_of_payment(uow, refund.payment_ref)
-        if target is None or refund.status != "succeeded":
-            return  # not ours, or an outside refund still pending: adopted once it succeeds
+        if refund.status != "succeeded":
+            return  # an outside refund still pending: adopted once it succeeds
         outcome = tr.adopt_external_refund(target, refund, op_id=new_id("op"), now=self.now())
         log.warning(
             "adopted a refund made outside bountyescrow",

@@ -34,6 +34,7 @@ from bountyescrow.errors import (
     GatewayRejectedError,
     IdempotencyMismatchError,
     PaymentAlreadySettledError,
+    StorageError,
 )
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
@@ -128,10 +129,30 @@ class OperationDriver(EventApplier):
             found = self._lookup(op) if lookup_first else None
             result = found if found is not None else self._call(op)
         except GatewayError as exc:
-            return self._record_error(op_id, exc, idem)
+            error = exc
+            return self._recorded(op, lambda: self._record_error(op_id, error, idem))
         if on_result is not None:
             on_result(result)
-        return self._record(op_id, result, idem)
+        return self._recorded(op, lambda: self._record(op_id, result, idem))
+
+    def _recorded(self, op: Operation, record: Callable[[], Operation]) -> Operation:
+        """Run step 3; if the database fails, the call happened: the operation stays pending.
+
+        Raising here would invite the host to retry a call whose money may have moved, so the
+        operation is returned as it stood before the call; its lease runs out and `recover()`
+        finishes it (DESIGN §7: a lost database after step 1 is an unknown outcome).
+        """
+        try:
+            return record()
+        except StorageError as exc:
+            log.error(
+                "recording the gateway's answer for operation %s failed; it stays pending "
+                "for recover(): %s",
+                op.id,
+                exc,
+                extra={"operation_id": op.id, "escrow_id": op.escrow_id},
+            )
+            return op
 
     def _finish(
         self, uow: UnitOfWork, op_id: str, idem: tuple[str, str] | None, **changes: Any

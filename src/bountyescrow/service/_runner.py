@@ -20,6 +20,7 @@ from bountyescrow.domain.transitions import Outcome
 from bountyescrow.errors import (
     BountyEscrowError,
     EscrowNotFoundError,
+    StorageError,
     ValidationError,
 )
 from bountyescrow.ports.policy import Actor
@@ -178,6 +179,22 @@ class CommandRunner(OperationDriver, Reads):
         )
 
     def _send_or_resume(self, op_id: str, new: bool, actor: Actor, key: str | None) -> Operation:
+        try:
+            return self._send_or_resume_recorded(op_id, new, actor, key)
+        except StorageError as exc:
+            # Step 1 committed: the operation exists and recover() will finish it. A retryable
+            # error here would invite a retry without the key, and a second operation.
+            error = StorageError(
+                f"operation {op_id} was recorded but the database failed afterwards: {exc}; "
+                "recover() will finish it. Retry only with the same idempotency key.",
+                operation_id=op_id,
+            )
+            error.retryable = False
+            raise error from exc
+
+    def _send_or_resume_recorded(
+        self, op_id: str, new: bool, actor: Actor, key: str | None
+    ) -> Operation:
         holder = (actor.id, key) if key is not None else None
         op = self.get_operation(op_id)
         if op.status is not OperationStatus.PENDING or op.request is None or op.gateway_ref:
