@@ -542,7 +542,11 @@ def wait_for_payee(escrow: Escrow, op: Operation, reason: str, *, now: datetime)
     """The payee's account cannot receive yet: keep the reservation and wait."""
     if op.status is not OperationStatus.PENDING:
         return Outcome(escrow=escrow)  # waiting already, or finished: nothing to hold back
-    op = _settle(op, now, OperationStatus.AWAITING_PAYEE, error=reason)
+    # The refusal was definitive, so nothing moved under the old key; Stripe replays a stored
+    # refusal for that key, so the send after onboarding needs the next key generation.
+    op = _settle(
+        op, now, OperationStatus.AWAITING_PAYEE, error=reason, generation=op.generation + 1
+    )
     return Outcome(
         escrow=escrow, operations=(op,), events=(_event("operation.awaiting_payee", escrow, op),)
     )
