@@ -107,8 +107,12 @@ class Escrow:
 
     @property
     def frozen(self) -> bool:
-        """True while a dispute or an early fraud warning is open."""
-        return bool(self.open_disputes) or self.fraud_warning
+        """True while a dispute is open, or an early fraud warning while money is held.
+
+        A fraud warning guards the money still held; once nothing is held (refunded in
+        full) there is nothing left to guard, so it no longer freezes.
+        """
+        return bool(self.open_disputes) or (self.fraud_warning and self.held.is_positive)
 
     @property
     def status(self) -> EscrowStatus:

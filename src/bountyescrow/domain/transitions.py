@@ -1018,7 +1018,7 @@ def apply_dispute(
 
 
 def apply_fraud_warning(escrow: Escrow, warning_ref: str) -> Outcome:
-    """An early fraud warning freezes the escrow until an admin clears it or it is refunded."""
+    """An early fraud warning freezes the escrow while it holds money, until an admin clears it."""
     if escrow.fraud_warning:
         return Outcome(escrow=escrow)
     escrow = attrs.evolve(escrow, fraud_warning=True)
