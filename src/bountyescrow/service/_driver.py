@@ -40,6 +40,9 @@ from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
 from bountyescrow.service._core import log
 
+#: The longest wait between two polls of an object whose outcome is awaited.
+_MAX_POLL_WAIT = timedelta(days=1)
+
 #: `gateway_status` of a pending operation whose last answer was a replayed server error.
 REPLAYED = "replayed_error"
 UNKNOWN = "unknown"
@@ -491,7 +494,11 @@ class OperationDriver(EventApplier):
             assert current is not None
             changes: dict[str, Any] = {}
             if current.status is OperationStatus.PENDING:
-                changes["next_attempt_at"] = self.now() + self.settings.poll_interval
+                # Each poll waits twice as long as the last (up to a day), so a payment the
+                # poster abandoned costs a few requests, not one every interval forever.
+                polls = current.attempts + 1
+                wait = min(self.settings.poll_interval * 2 ** min(polls - 1, 10), _MAX_POLL_WAIT)
+                changes.update(attempts=polls, next_attempt_at=self.now() + wait)
             return self._finish(uow, op.id, None, **changes)
 
         result = self._tx(work)
