@@ -31,6 +31,13 @@ from bountyescrow.domain.records import (
 from bountyescrow.errors import StorageError
 
 
+def _refused(message: str, constraint: str | None) -> StorageError:
+    """A write the store refuses, as the SQL store does: not retryable, constraint named."""
+    error = StorageError(message, constraint=constraint) if constraint else StorageError(message)
+    error.retryable = False
+    return error
+
+
 @attrs.define
 class _State:
     escrows: dict[str, Escrow] = attrs.Factory(dict)
@@ -57,13 +64,13 @@ class _Escrows:
 
     def add(self, escrow: Escrow) -> None:
         if escrow.id in self._s.escrows:
-            raise StorageError(f"escrow {escrow.id} already exists")
+            raise _refused(f"escrow {escrow.id} already exists", "escrows_pkey")
         self._s.escrows[escrow.id] = attrs.evolve(escrow, client_secret=None)
 
     def save(self, escrow: Escrow) -> None:
         current = self._s.escrows.get(escrow.id)
         if current is None:
-            raise StorageError(f"escrow {escrow.id} does not exist")
+            raise _refused(f"escrow {escrow.id} does not exist", None)
         self._s.escrows[escrow.id] = attrs.evolve(
             escrow, version=current.version + 1, client_secret=None
         )
@@ -98,20 +105,20 @@ class _Operations:
             return
         other = self.by_gateway_ref(op.kind, op.gateway_ref)
         if other is not None and other.id != op.id:
-            raise StorageError(
+            raise _refused(
                 f"{op.kind.value} {op.gateway_ref} is already recorded by {other.id}",
-                constraint="operations_kind_gateway_ref",
+                "operations_kind_gateway_ref",
             )
 
     def add(self, operation: Operation) -> None:
         if operation.id in self._s.operations:
-            raise StorageError(f"operation {operation.id} already exists")
+            raise _refused(f"operation {operation.id} already exists", "operations_pkey")
         self._check_unique(operation)
         self._s.operations[operation.id] = operation
 
     def save(self, operation: Operation) -> None:
         if operation.id not in self._s.operations:
-            raise StorageError(f"operation {operation.id} does not exist")
+            raise _refused(f"operation {operation.id} does not exist", None)
         self._check_unique(operation)
         self._s.operations[operation.id] = operation
 
@@ -190,9 +197,9 @@ class _Ledger:
 
     def add(self, entry: JournalEntry) -> None:
         if self.exists(entry.kind, entry.ref):
-            raise StorageError(
+            raise _refused(
                 f"ledger entry {entry.kind} {entry.ref} is already booked",
-                constraint="ledger_entries_kind_ref",
+                "ledger_entries_kind_ref",
             )
         self._s.entries.append(attrs.evolve(entry, seq=len(self._s.entries) + 1))
 
@@ -283,7 +290,13 @@ class _UnitOfWork:
         self.idempotency = _Idempotency(state)
 
     def __enter__(self) -> _UnitOfWork:
+        local = self._store._local
+        if getattr(local, "open", False):
+            # The SQL store refuses this too: a nested unit of work's commit would be lost
+            # when the outer one commits its older copy.
+            raise _refused("a unit of work is already open in this thread", None)
         self._store._lock.acquire()
+        local.open = True
         self._bind(self._store._state.copy())
         return self
 
@@ -298,6 +311,7 @@ class _UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         # Without commit() the copy is dropped: that is the rollback.
+        self._store._local.open = False
         self._store._lock.release()
 
 
@@ -309,7 +323,8 @@ class InMemoryStore:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._state = _State()
         self.commits = 0
 
