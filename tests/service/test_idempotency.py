@@ -363,3 +363,15 @@ class TestExpiry:
         assert second.id != first.id
         assert second.status is OperationStatus.SUCCEEDED
         assert [m.operation_id for m in fake.movements] == [first.id, second.id]
+
+
+class TestRegisterPayeeKeys:
+    def test_the_same_key_for_another_payee_is_a_conflict(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        admin = ADMIN
+        service.register_payee("h1", country="US", actor=admin, idempotency_key="onboard")
+        again = service.register_payee("h1", country="US", actor=admin, idempotency_key="onboard")
+        assert again.id == "h1"
+        with pytest.raises(errors.IdempotencyConflictError):
+            service.register_payee("h2", country="US", actor=admin, idempotency_key="onboard")

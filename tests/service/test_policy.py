@@ -18,6 +18,7 @@ from bountyescrow import (
     Actor,
     EscrowService,
     EscrowStatus,
+    FeeSchedule,
     Operation,
     OperationStatus,
     RoleBasedPolicy,
@@ -337,3 +338,24 @@ class TestMinHoldBeforeRelease:
         ready_payee(guarded, fake)
         op = guarded.release(esc.id, payee_id=HUNTER, actor=ADMIN)
         assert op.status is OperationStatus.SUCCEEDED
+
+
+class TestReadsWithAnActor:
+    """Every per-escrow read checks the actor when one is given."""
+
+    @pytest.mark.parametrize("read", ["operations", "ledger", "audit_trail", "disputes"])
+    def test_a_stranger_is_refused_and_the_poster_is_not(
+        self, service: EscrowService, fake: FakeGateway, read: str
+    ) -> None:
+        esc = funded(service, fake)
+        assert getattr(service, read)(esc.id, actor=POSTER) == getattr(service, read)(esc.id)
+        with pytest.raises(errors.PermissionDeniedError):
+            getattr(service, read)(esc.id, actor=Actor("stranger"))
+
+
+class TestFeeSettings:
+    def test_fee_bps_and_a_fee_schedule_together_are_refused(
+        self, store: InMemoryStore, fake: FakeGateway
+    ) -> None:
+        with pytest.raises(errors.ValidationError, match="either fee_bps or fees"):
+            EscrowService(store, fake, fee_bps=500, fees=FeeSchedule(1000))

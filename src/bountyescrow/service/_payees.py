@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.payee import Payee
-from bountyescrow.domain.records import (
-    AuditRecord,
-)
+from bountyescrow.domain.records import AuditRecord, IdempotencyRecord
 from bountyescrow.errors import (
     PayeeNotFoundError,
     ValidationError,
 )
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service import _idempotency as idem
 from bountyescrow.service._runner import CommandRunner
 
 
@@ -31,7 +30,12 @@ class PayeeCommands(CommandRunner):
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
     ) -> Payee:
-        """Create the payee's connected account (once per payee; later calls return it)."""
+        """Create the payee's connected account (once per payee; later calls return it).
+
+        A later call for a registered payee returns it unchanged (its email and country are
+        not updated). With `idempotency_key`, reusing the key with another payee, country or
+        email raises `IdempotencyConflictError`.
+        """
         self._text(payee_id, "payee_id")
         if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
             raise ValidationError(f"country must be a two-letter ISO code, got {country!r}")
@@ -44,6 +48,23 @@ class PayeeCommands(CommandRunner):
                 )
             )
             raise denied.error
+        now = self.now()
+        print_ = idem.fingerprint(
+            "register_payee", {"payee_id": payee_id, "country": country, "email": email}
+        )
+
+        def check_key(uow: UnitOfWork) -> None:
+            if idempotency_key is not None:
+                idem.existing(
+                    uow,
+                    actor_id=actor.id,
+                    key=idempotency_key,
+                    action="register_payee",
+                    print_=print_,
+                    now=now,
+                )
+
+        self._read(check_key)
         existing = self._read(lambda uow: uow.payees.get(payee_id))
         if existing is not None:
             return existing
@@ -53,7 +74,6 @@ class PayeeCommands(CommandRunner):
             country=country.upper(),
             idempotency_key=f"bountyescrow:{self.namespace}:payee:{payee_id}",
         )
-        now = self.now()
         payee = Payee(
             id=payee_id,
             account_ref=account.ref,
@@ -67,6 +87,20 @@ class PayeeCommands(CommandRunner):
         committed: list[DomainEvent] = []
 
         def work(uow: UnitOfWork) -> Payee:
+            check_key(uow)
+            if idempotency_key is not None:
+                uow.idempotency.save(
+                    IdempotencyRecord(
+                        actor_id=actor.id,
+                        key=idempotency_key,
+                        action="register_payee",
+                        fingerprint=print_,
+                        created_at=now,
+                        expires_at=now + self.settings.idempotency_ttl,
+                        result_kind="payee",
+                        result_ref=payee_id,
+                    )
+                )
             current = uow.payees.get(payee_id, for_update=True)
             if current is not None:
                 return current

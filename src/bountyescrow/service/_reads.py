@@ -70,20 +70,28 @@ class Reads(ServiceCore):
             raise OperationNotFoundError(f"no operation with id {operation_id!r}")
         return op
 
-    def operations(self, escrow_id: str) -> list[Operation]:
-        """The escrow's operations, oldest first."""
+    def operations(self, escrow_id: str, *, actor: Actor | None = None) -> list[Operation]:
+        """The escrow's operations, oldest first. With `actor`, the read is authorized."""
+        if actor is not None:
+            self.get(escrow_id, actor=actor)
         return self._read(lambda uow: uow.operations.for_escrow(escrow_id))
 
-    def ledger(self, escrow_id: str) -> list[JournalEntry]:
-        """The escrow's journal entries in booking order."""
+    def ledger(self, escrow_id: str, *, actor: Actor | None = None) -> list[JournalEntry]:
+        """The escrow's journal entries in booking order. With `actor`, the read is authorized."""
+        if actor is not None:
+            self.get(escrow_id, actor=actor)
         return self._read(lambda uow: uow.ledger.for_escrow(escrow_id))
 
-    def audit_trail(self, escrow_id: str) -> list[AuditRecord]:
-        """The escrow's audit records in order."""
+    def audit_trail(self, escrow_id: str, *, actor: Actor | None = None) -> list[AuditRecord]:
+        """The escrow's audit records in order. With `actor`, the read is authorized."""
+        if actor is not None:
+            self.get(escrow_id, actor=actor)
         return self._read(lambda uow: uow.audit.for_escrow(escrow_id))
 
-    def disputes(self, escrow_id: str) -> list[Dispute]:
-        """The escrow's disputes."""
+    def disputes(self, escrow_id: str, *, actor: Actor | None = None) -> list[Dispute]:
+        """The escrow's disputes. With `actor`, the read is authorized."""
+        if actor is not None:
+            self.get(escrow_id, actor=actor)
         return self._read(lambda uow: uow.disputes.for_escrow(escrow_id))
 
     def events(self, after: int = 0, *, limit: int = 100) -> list[DomainEvent]:

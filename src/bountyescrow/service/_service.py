@@ -87,6 +87,8 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             settings=settings or EscrowSettings(),
             hooks=hooks,
         )
+        if fees is not None and fee_bps:
+            raise ValidationError("pass either fee_bps or fees, not both")
         self.fees = fees if fees is not None else FeeSchedule(fee_bps)
 
     # --- opening and cancelling ---------------------------------------------------------------
