@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from bountyescrow.cli import main
+from bountyescrow import Actor, EscrowService, Money, OperationStatus
+from bountyescrow.cli import ServiceFactory, main
+from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from bountyescrow.testing.contracts._postgres import (
     drop_schema,
     new_schema_name,
@@ -81,3 +86,50 @@ class TestDatabaseCommands:
             drop_schema(base, schema)
         assert "s3cret-pw" not in out
         assert "***" in out
+
+
+class TestMaintenanceCommands:
+    """`recover` and `check` run against the host's database with its service."""
+
+    @staticmethod
+    def factory(service: EscrowService) -> ServiceFactory:
+        @contextmanager
+        def build(url: str, namespace: str) -> Iterator[EscrowService]:
+            yield service
+
+        return build
+
+    def test_recover_finishes_a_pending_release(self, capsys: pytest.CaptureFixture[str]) -> None:
+        clock = ManualClock()
+        fake = FakeGateway(webhook_secret="whsec_test", clock=clock)
+        service = EscrowService(InMemoryStore(), fake, fee_bps=1000, clock=clock)
+        poster = Actor("poster")
+        esc = service.open_escrow(
+            bounty_id="b1", poster_id="poster", amount=Money(25_000, "usd"), actor=poster
+        )
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        payee = service.register_payee("hunter", country="US")
+        fake.complete_onboarding(payee.account_ref)
+        fake.deliver(service)
+        fake.fail_next("transfer", error="unavailable")
+        op = service.release(esc.id, payee_id="hunter", actor=poster)
+        clock.advance(timedelta(minutes=5))
+
+        assert main(["recover", "--url", "unused"], service_factory=self.factory(service)) == 0
+        assert "completed 1" in capsys.readouterr().out
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+
+    def test_check_reports_that_the_invariants_hold(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        service = EscrowService(InMemoryStore(), FakeGateway(webhook_secret="whsec_test"))
+        assert main(["check", "--url", "unused"], service_factory=self.factory(service)) == 0
+        assert "invariants hold" in capsys.readouterr().out
+
+    def test_without_a_stripe_key_the_production_service_refuses_to_start(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+        assert main(["recover", "--url", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+        assert "STRIPE_API_KEY" in capsys.readouterr().err

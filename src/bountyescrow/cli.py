@@ -1,4 +1,4 @@
-"""The `bountyescrow` command line: demo, database migrations, pruning, webhook replay."""
+"""The `bountyescrow` command line: demo, migrations, pruning, recovery, checks, replay."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the namespace your app gives EscrowService, so operations the event starts use "
         "the same gateway idempotency keys (default: $BOUNTYESCROW_NAMESPACE or 'default')",
     )
+    for name, text in (
+        ("recover", "re-drive operations left pending (run it every minute from cron)"),
+        ("check", "check the money invariants over every escrow; exit 1 on a violation"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--url", required=True, help="SQLAlchemy database URL")
+        cmd.add_argument(
+            "--namespace",
+            default=os.environ.get("BOUNTYESCROW_NAMESPACE", "default"),
+            help="the namespace your app gives EscrowService (default: "
+            "$BOUNTYESCROW_NAMESPACE or 'default')",
+        )
     return parser
 
 
@@ -105,13 +117,33 @@ def _replay(event_id: str, url: str, namespace: str, factory: ServiceFactory) ->
     return 0 if response.ok else 1
 
 
+def _maintain(command: str, url: str, namespace: str, factory: ServiceFactory) -> int:
+    try:
+        with factory(url, namespace) as service:
+            if command == "recover":
+                report = service.recover()
+                print(
+                    f"claimed {report.claimed}, completed {report.completed}, "
+                    f"still pending {report.still_pending}, errors {report.errors}"
+                )
+                return 0 if report.errors == 0 else 1
+            problems = service.check_invariants()
+    except (ImportError, BountyEscrowError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(problem)
+    print("invariants hold" if not problems else f"{len(problems)} violation(s)")
+    return 0 if not problems else 1
+
+
 def main(
     argv: Sequence[str] | None = None, *, service_factory: ServiceFactory | None = None
 ) -> int:
     """Run the command line; returns the exit status.
 
-    `service_factory` replaces `stripe_service` for ``webhooks replay`` (tests pass a service
-    over the fake gateway).
+    `service_factory` replaces `stripe_service` for ``webhooks replay``, ``recover`` and
+    ``check`` (tests pass a service over the fake gateway).
     """
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -121,6 +153,8 @@ def main(
         return 0
     if args.command == "webhooks":
         return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)
+    if args.command in ("recover", "check"):
+        return _maintain(args.command, args.url, args.namespace, service_factory or stripe_service)
     try:
         from bountyescrow.adapters.sqlalchemy import _commands
     except ImportError as exc:
