@@ -5,32 +5,30 @@ same lifecycle would send to the database. It mirrors the library exactly where 
 must be fair, and is leaner only where the library spends statements on its own structure:
 
 Same as the library
-    The 13 transactions, in the same order: six write and are committed; seven read-only ones
-    (one SELECT each, because the library reads back between its steps) are rolled back, as
-    the library's are; on SQLite every one starts with ``BEGIN IMMEDIATE``. The reads the
-    library's correctness needs (the release read again under the escrow lock when
-    ``transfer.created`` arrives, for example). The same rows in the same tables with the
-    same values (escrow, two operations with their stored gateway requests, two journal
-    entries with five postings, four domain events, five audit records, two webhook event
-    records, two idempotency records; `benchmarks._db.snapshot` checks it after every run).
-    The same row locks (``SELECT ... FOR UPDATE`` of the escrow in every write transaction,
-    of the idempotency record and the webhook event record) and the same transaction-scoped
-    advisory locks on PostgreSQL (first use of an idempotency key or webhook event id; the
-    domain-event log).
-    The same JSON documents (built and encoded per statement) and a SHA-256 request
-    fingerprint per idempotency key.
+    The 6 transactions, in the same order, each of which writes and is committed (the gateway
+    call sends the request step 1 stored, so nothing is read back between transactions); on
+    SQLite every one starts with ``BEGIN IMMEDIATE``. The reads the library's correctness
+    needs (the operation read again under the escrow lock before its answer is recorded, the
+    release read again under the escrow lock when ``transfer.created`` arrives). The same
+    rows in the same tables with the same values (escrow, two operations with their stored
+    gateway requests, two journal entries with five postings, four domain events, five audit
+    records, two webhook event records, two idempotency records; `benchmarks._db.snapshot`
+    checks it after every run). The same row locks (``SELECT ... FOR UPDATE`` of the escrow in
+    every write transaction, of the idempotency record and the webhook event record) and the
+    same transaction-scoped advisory locks on PostgreSQL (an idempotency key or webhook event
+    id, taken before its record is read; the domain-event log). UPDATEs that set the same
+    columns (the ones that change). The same JSON documents (built and encoded per
+    statement) and a SHA-256 request fingerprint per idempotency key.
 
 Leaner than the library (documented in docs/performance.md)
-    Each row is read once per transaction unless a lock makes a second read necessary (the
-    library re-reads operations it already holds, looks up an operation before saving it,
-    checks the unique gateway reference before every operation update, and reads a missing
-    idempotency or webhook record again after taking its advisory lock, where this code takes
-    the lock first). UPDATEs set the columns that change
-    (the library rewrites every column) and an operation is updated once per transaction (the
-    library twice when it also clears the lease). New rows are plain INSERTs (the library uses
-    INSERT ... ON CONFLICT for idempotency and webhook records, and a sub-select for the
-    operation's ``bounty_id``). One connection per worker for the whole run (the library checks
-    a connection out of its pool per unit of work; on PostgreSQL with a pre-ping round trip).
+    SELECTs name the few columns this code needs (the library reads whole rows: its
+    repositories return whole domain values). New rows are plain INSERTs (the library uses
+    INSERT ... ON CONFLICT, so that a duplicate is refused without aborting the transaction,
+    for escrows, operations and journal entries; and upserts for idempotency and webhook
+    records, with a sub-select for the operation's ``bounty_id``). An idempotency record's
+    lease ends with ``UPDATE ... SET locked_until = NULL`` (the library upserts the record).
+    One connection per worker for the whole run (the library checks a connection out of its
+    pool per unit of work; on PostgreSQL with a pre-ping round trip).
 """
 
 from __future__ import annotations
@@ -107,18 +105,11 @@ STATEMENTS: Mapping[str, str] = {
         "UPDATE {idempotency_keys} SET locked_until = NULL "
         'WHERE actor_id = :actor_id AND "key" = :key'
     ),
-    "operation_to_send": (
-        "SELECT kind, status, request, generation, gateway_ref, claimed_until "
-        "FROM {operations} WHERE id = :id"
-    ),
-    "operation": f"SELECT {_OPERATION_COLUMNS} FROM {{operations}} WHERE id = :id",
     "operation_state": "SELECT status, gateway_ref FROM {operations} WHERE id = :id",
     "operation_by_ref": (
         "SELECT id, escrow_id, status FROM {operations} "
         "WHERE kind = :kind AND gateway_ref = :gateway_ref"
     ),
-    "escrow_cancelled": "SELECT cancelled FROM {escrows} WHERE id = :id",
-    "escrow": "SELECT * FROM {escrows} WHERE id = :id",
     "lock_escrow": (
         "SELECT status, funded, held, reserved, released, fees, charge_ref, cancelled, "
         "open_disputes FROM {escrows} WHERE id = :id{for_update}"
@@ -161,7 +152,6 @@ STATEMENTS: Mapping[str, str] = {
         "INSERT INTO {ledger_postings} (entry_seq, line, account, currency, amount) "
         "VALUES (:entry_seq, :line, :account, :currency, :amount)"
     ),
-    "webhook_event": "SELECT status FROM {webhook_events} WHERE id = :id",
     "webhook_event_locked": (
         "SELECT status, attempts, received_at FROM {webhook_events} WHERE id = :id{for_update}"
     ),
@@ -286,8 +276,8 @@ class BaselineSide:
         return when.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     @contextmanager
-    def _transaction(self, w: BaselineWorker, *, write: bool = True) -> Iterator[None]:
-        """One transaction: committed when it writes, rolled back when it only reads."""
+    def _transaction(self, w: BaselineWorker) -> Iterator[None]:
+        """One transaction, committed (every one of the lifecycle writes)."""
         self.tally.begin()
         if not self.pg:
             w.cur.execute("BEGIN IMMEDIATE")
@@ -296,12 +286,8 @@ class BaselineSide:
         except BaseException:
             w.conn.rollback()
             raise
-        if write:
-            w.conn.commit()
-            self.tally.commit()
-        else:
-            w.conn.rollback()
-            self.tally.rollback()
+        w.conn.commit()
+        self.tally.commit()
 
     def _one(self, w: BaselineWorker, name: str, **params: Any) -> Any:
         sql = self.sql[name]
@@ -388,11 +374,6 @@ class BaselineSide:
             ],
         )
 
-    def _webhook_seen(self, w: BaselineWorker, event_id: str) -> None:
-        with self._transaction(w, write=False):
-            if self._one(w, "webhook_event", id=event_id) is not None:
-                raise BaselineError(f"webhook event {event_id} was seen before")
-
     def _claim_webhook(self, w: BaselineWorker, event_id: str) -> None:
         self._lock(w, "webhook_event", event_id)
         if self._one(w, "webhook_event_locked", id=event_id) is not None:
@@ -412,7 +393,7 @@ class BaselineSide:
     # --- the lifecycle --------------------------------------------------------------------
 
     def lifecycle(self, worker: int, bounty_id: str) -> None:
-        """The same 13 transactions and rows as `LibraryWorker.lifecycle`."""
+        """The same 6 transactions and rows as `LibraryWorker.lifecycle`."""
         w = self.workers[worker]
         escrow_id, funding_id, release_id = new_id("esc"), new_id("op"), new_id("op")
         group = f"escrow_{escrow_id}"
@@ -492,14 +473,10 @@ class BaselineSide:
                 result_ref=escrow_id,
             )
 
-        # 2-3. Read the stored request and check the escrow before calling the gateway.
-        with self._transaction(w, write=False):
-            self._one(w, "operation_to_send", id=funding_id)
-        with self._transaction(w, write=False):
-            self._one(w, "escrow_cancelled", id=escrow_id)
+        # The gateway call sends the request step 1 stored: nothing is read back for it.
         payment_ref = w.gateway_id("pi")
 
-        # 4. Record the PaymentIntent; release the idempotency record's lease.
+        # 2. Record the PaymentIntent; release the idempotency record's lease.
         now_dt = datetime.now(UTC)
         now = self._time(now_dt)
         with self._transaction(w):
@@ -526,13 +503,8 @@ class BaselineSide:
             )
             self._run(w, "unlock_idempotency", actor_id=POSTER_ID, key=open_key)
 
-        # 5. open_escrow returns the escrow as stored.
-        with self._transaction(w, write=False):
-            self._one(w, "escrow", id=escrow_id)
-
-        # 6-7. payment_intent.succeeded: dedupe, then fund the escrow and book it.
+        # 3. payment_intent.succeeded: dedupe under the event's lock, fund the escrow, book it.
         charge_ref, paid_event = w.gateway_id("ch"), w.gateway_id("evt")
-        self._webhook_seen(w, paid_event)
         now = self._time(datetime.now(UTC))
         with self._transaction(w):
             self._claim_webhook(w, paid_event)
@@ -584,7 +556,7 @@ class BaselineSide:
                 now=now,
             )
 
-        # 8. release, step 1: reserve the money, the release operation with its transfer.
+        # 4. release, step 1: reserve the money, the release operation with its transfer.
         started = datetime.now(UTC)
         now = self._time(started)
         fee = AMOUNT * FEE_BPS // 10_000
@@ -643,14 +615,9 @@ class BaselineSide:
                 result_ref=release_id,
             )
 
-        # 9-10. Read the operation back, then its stored request before sending it.
-        with self._transaction(w, write=False):
-            self._one(w, "operation", id=release_id)
-        with self._transaction(w, write=False):
-            self._one(w, "operation_to_send", id=release_id)
         transfer_ref = w.gateway_id("tr")
 
-        # 11. Record the transfer: money leaves held for the payee and the fee; book it.
+        # 5. Record the transfer: money leaves held for the payee and the fee; book it.
         now = self._time(datetime.now(UTC))
         with self._transaction(w):
             self._lock_escrow(w, escrow_id)
@@ -699,10 +666,9 @@ class BaselineSide:
             )
             self._run(w, "unlock_idempotency", actor_id=POSTER_ID, key=release_key)
 
-        # 12-13. transfer.created: dedupe, find the release, lock its escrow, read the release
-        # again under that lock (it may have changed meanwhile): already succeeded, record it.
+        # 6. transfer.created: dedupe, find the release, lock its escrow, read the release again
+        # under that lock (it may have changed meanwhile): already succeeded, record the event.
         transfer_event = w.gateway_id("evt")
-        self._webhook_seen(w, transfer_event)
         now = self._time(datetime.now(UTC))
         with self._transaction(w):
             self._claim_webhook(w, transfer_event)

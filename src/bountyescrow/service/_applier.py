@@ -7,6 +7,8 @@ twice, or objects applied out of order, book money once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import attrs
 
 from bountyescrow.domain import transitions as tr
@@ -28,7 +30,7 @@ from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.domain.transitions import GATEWAY_ACTOR, Outcome
 from bountyescrow.errors import EventNotReadyError
 from bountyescrow.ports.store import UnitOfWork
-from bountyescrow.service._core import ServiceCore, log, new_id
+from bountyescrow.service._core import ServiceCore, log, new_id, stored_escrow
 
 
 @attrs.define
@@ -41,6 +43,14 @@ class Applied:
     drive: list[str] = attrs.Factory(list)
     #: Releases whose payee became ready: made pending, then sent, one escrow at a time.
     ready_releases: list[str] = attrs.Factory(list)
+    #: Step 3 only: how it leaves the operation whose call it records (other operations pass
+    #: unchanged). Applied to every write of that operation, so that its outcome and the end
+    #: of its lease are one UPDATE.
+    end_call: Callable[[Operation], Operation] | None = None
+    #: Operations as this unit of work last wrote them, by id.
+    written: dict[str, Operation] = attrs.Factory(dict)
+    #: The escrow as this unit of work last wrote it (its stored `version` included).
+    escrow: Escrow | None = None
 
 
 class EventApplier(ServiceCore):
@@ -55,28 +65,41 @@ class EventApplier(ServiceCore):
         action: str,
         *,
         on_behalf_of: Operation | None = None,
+        new_operations: Iterable[str] = (),
     ) -> Escrow:
-        """Persist an outcome; `on_behalf_of` is the host call whose answer this records."""
-        if outcome.changed or outcome.escrow != before:
-            applied.status = WebhookStatus.PROCESSED
-            applied.events += self._persist(
-                uow,
-                outcome,
-                before=before,
-                action=action,
-                actor_id=on_behalf_of.actor_id if on_behalf_of else GATEWAY_ACTOR,
-                correlation_id=on_behalf_of.correlation_id if on_behalf_of else None,
+        """Persist an outcome and return the escrow as stored.
+
+        `on_behalf_of` is the host call whose answer this records; `new_operations` are the
+        ids of the operations the outcome creates.
+        """
+        if not (outcome.changed or outcome.escrow != before):
+            return outcome.escrow
+        if applied.end_call is not None:
+            outcome = attrs.evolve(
+                outcome, operations=tuple(map(applied.end_call, outcome.operations))
             )
-            applied.drive += [
-                op.id
-                for op in outcome.operations
-                if op.status is OperationStatus.PENDING
-                and op.request is not None
-                and op.gateway_ref is None
-                and op.attempts == 0
-                and op.claimed_until is None
-            ]
-        return outcome.escrow
+        applied.status = WebhookStatus.PROCESSED
+        applied.events += self._persist(
+            uow,
+            outcome,
+            before=before,
+            action=action,
+            actor_id=on_behalf_of.actor_id if on_behalf_of else GATEWAY_ACTOR,
+            correlation_id=on_behalf_of.correlation_id if on_behalf_of else None,
+            new_operations=new_operations,
+        )
+        applied.written.update((op.id, op) for op in outcome.operations)
+        applied.escrow = stored_escrow(before, outcome.escrow)
+        applied.drive += [
+            op.id
+            for op in outcome.operations
+            if op.status is OperationStatus.PENDING
+            and op.request is not None
+            and op.gateway_ref is None
+            and op.attempts == 0
+            and op.claimed_until is None
+        ]
+        return applied.escrow
 
     def _lock_escrow(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
         escrow = uow.escrows.get(escrow_id, for_update=True)
@@ -146,10 +169,16 @@ class EventApplier(ServiceCore):
                     "payment_created",
                 )
                 funding = uow.operations.get(op_id)
-        outcome = tr.apply_payment(
-            escrow, funding, payment, now=self.now(), new_id=lambda: new_id("op")
+        minted: list[str] = []
+
+        def mint() -> str:
+            minted.append(new_id("op"))
+            return minted[-1]
+
+        outcome = tr.apply_payment(escrow, funding, payment, now=self.now(), new_id=mint)
+        self._apply_outcome(
+            uow, applied, escrow, outcome, f"payment_{payment.status}", new_operations=minted
         )
-        self._apply_outcome(uow, applied, escrow, outcome, f"payment_{payment.status}")
 
     def _transfer(self, uow: UnitOfWork, transfer: TransferSnapshot, applied: Applied) -> None:
         escrow_id, op_id = tr.metadata_of(transfer.metadata)
@@ -198,14 +227,17 @@ class EventApplier(ServiceCore):
         ) or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REVERSAL, reversal.ref)
         if known is not None:
             return escrow
+        adopted = new_id("op")
         outcome = tr.adopt_external_reversal(
-            escrow, release, reversal, op_id=new_id("op"), now=self.now()
+            escrow, release, reversal, op_id=adopted, now=self.now()
         )
         log.warning(
             "adopted a transfer reversal made outside bountyescrow",
             extra={"escrow_id": escrow.id, "gateway_ref": reversal.ref},
         )
-        return self._apply_outcome(uow, applied, escrow, outcome, "external_reversal")
+        return self._apply_outcome(
+            uow, applied, escrow, outcome, "external_reversal", new_operations=[adopted]
+        )
 
     def _refund(self, uow: UnitOfWork, refund: RefundSnapshot, applied: Applied) -> None:
         escrow_id, op_id = tr.metadata_of(refund.metadata)
@@ -234,12 +266,15 @@ class EventApplier(ServiceCore):
             return
         if refund.status != "succeeded":
             return  # an outside refund still pending: adopted once it succeeds
-        outcome = tr.adopt_external_refund(target, refund, op_id=new_id("op"), now=self.now())
+        adopted = new_id("op")
+        outcome = tr.adopt_external_refund(target, refund, op_id=adopted, now=self.now())
         log.warning(
             "adopted a refund made outside bountyescrow",
             extra={"escrow_id": target.id, "gateway_ref": refund.ref},
         )
-        self._apply_outcome(uow, applied, target, outcome, "external_refund")
+        self._apply_outcome(
+            uow, applied, target, outcome, "external_refund", new_operations=[adopted]
+        )
 
     def _dispute(self, uow: UnitOfWork, dispute: DisputeSnapshot, applied: Applied) -> None:
         escrow = self._escrow_of_payment(uow, dispute.payment_ref)

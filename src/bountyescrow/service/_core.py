@@ -39,6 +39,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 
+def stored_escrow(before: Escrow, after: Escrow) -> Escrow:
+    """`after` as the store holds it once `_persist` wrote it over `before`.
+
+    Saving bumps `version` (`before` was read, locked, in the same unit of work), so callers
+    that go on from the written escrow, or return it, carry the stored version.
+    """
+    return after if after == before else attrs.evolve(after, version=before.version + 1)
+
+
 def escrow_view(escrow: Escrow) -> dict[str, Any]:
     """The audit trail's picture of an escrow's money and status."""
     return {
@@ -124,7 +133,12 @@ class ServiceCore:
         new_operations: Iterable[str] = (),
         new_escrow: bool = False,
     ) -> list[DomainEvent]:
-        """Write an outcome: escrow, operations, disputes, entries, events and one audit line."""
+        """Write an outcome: escrow, operations, disputes, entries, events and one audit line.
+
+        `new_operations` are the ids of the operations the outcome creates (the caller chose
+        or minted them); every other operation of the outcome exists and is updated. A wrong
+        guess is refused by the store (a duplicate id, or an update of nothing), never lost.
+        """
         now = self.clock.now()
         if new_escrow:
             uow.escrows.add(outcome.escrow)
@@ -132,7 +146,7 @@ class ServiceCore:
             uow.escrows.save(outcome.escrow)
         fresh = set(new_operations)
         for op in outcome.operations:
-            if op.id in fresh or uow.operations.get(op.id) is None:
+            if op.id in fresh:
                 uow.operations.add(op)
             else:
                 uow.operations.save(op)

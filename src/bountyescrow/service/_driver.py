@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
 from bountyescrow.domain import transitions as tr
+from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.gateway_objects import (
     CancelPayment,
     CreatePayment,
@@ -27,6 +28,7 @@ from bountyescrow.domain.gateway_objects import (
     TransferSnapshot,
 )
 from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.records import IdempotencyRecord
 from bountyescrow.errors import (
     DestinationNotReadyError,
     GatewayAuthenticationError,
@@ -46,6 +48,20 @@ _MAX_POLL_WAIT = timedelta(days=1)
 #: `gateway_status` of a pending operation whose last answer was a replayed server error.
 REPLAYED = "replayed_error"
 UNKNOWN = "unknown"
+
+#: Whose idempotency lease a call's step 3 clears: the record step 1 wrote (or a replay read),
+#: the (actor id, key) given to `drive(idem=...)`, or nobody's.
+KeyHolder: TypeAlias = IdempotencyRecord | tuple[str, str] | None
+
+
+@attrs.frozen
+class Recorded:
+    """How driving an operation ended."""
+
+    operation: Operation
+    #: Its escrow as step 3 committed it; None when step 3 did not run or failed, or when work
+    #: after it (a surplus refunded, a release sent) may have changed the escrow since.
+    escrow: Escrow | None = None
 
 
 @attrs.frozen
@@ -95,16 +111,21 @@ class OperationDriver(EventApplier):
 
     def claim(self, op_id: str) -> bool:
         """Lease a pending operation to this caller; False if someone else holds it."""
+        return self._claim(op_id) is not None
+
+    def _claim(self, op_id: str) -> Operation | None:
+        """Lease a pending operation to this caller: the leased operation, or None."""
         now = self.now()
 
-        def work(uow: UnitOfWork) -> bool:
+        def work(uow: UnitOfWork) -> Operation | None:
             op = uow.operations.get(op_id, for_update=True)
             if op is None or op.status is not OperationStatus.PENDING:
-                return False
+                return None
             if op.claimed_until is not None and op.claimed_until > now:
-                return False
-            uow.operations.save(attrs.evolve(op, claimed_until=now + self.settings.lease))
-            return True
+                return None
+            leased = attrs.evolve(op, claimed_until=now + self.settings.lease)
+            uow.operations.save(leased)
+            return leased
 
         return self._tx(work)
 
@@ -122,23 +143,42 @@ class OperationDriver(EventApplier):
         """
         op = self._read(lambda uow: uow.operations.get(op_id))
         assert op is not None
+        return self._drive(op, lookup_first=lookup_first, key=idem, on_result=on_result).operation
+
+    def _drive(
+        self,
+        op: Operation,
+        *,
+        escrow: Escrow | None = None,
+        lookup_first: bool = False,
+        key: KeyHolder = None,
+        on_result: Callable[[GatewayObject], None] | None = None,
+    ) -> Recorded:
+        """`drive` an operation this caller holds the lease of, as step 1 or the claim left it.
+
+        Nobody else sends a leased operation, so it is not read again before the call (which
+        its stored key makes safe to repeat anyway); step 3 reads it under the escrow lock.
+        `escrow` is its escrow as step 1 committed it, if the caller has it.
+        """
         if op.status is OperationStatus.PENDING and op.kind is OperationKind.FUNDING:
-            escrow = self._read(lambda uow: uow.escrows.get(op.escrow_id))
+            # A funding claimed later may belong to an escrow cancelled meanwhile: not sent.
+            if escrow is None:
+                escrow = self._read(lambda uow: uow.escrows.get(op.escrow_id))
             if escrow is not None and escrow.cancelled:
-                return self._record(op_id, None, idem, cancelled=True)
+                return self._record(op, None, key, cancelled=True)
         if op.status is not OperationStatus.PENDING or op.request is None:
-            return self._record(op_id, None, idem)
+            return self._record(op, None, key)
         try:
             found = self._lookup(op) if lookup_first else None
             result = found if found is not None else self._call(op)
         except GatewayError as exc:
             error = exc
-            return self._recorded(op, lambda: self._record_error(op_id, error, idem))
+            return self._recorded(op, lambda: self._record_error(op, error, key))
         if on_result is not None:
             on_result(result)
-        return self._recorded(op, lambda: self._record(op_id, result, idem))
+        return self._recorded(op, lambda: self._record(op, result, key))
 
-    def _recorded(self, op: Operation, record: Callable[[], Operation]) -> Operation:
+    def _recorded(self, op: Operation, record: Callable[[], Recorded]) -> Recorded:
         """Run step 3; if the database fails, the call happened: the operation stays pending.
 
         Raising here would invite the host to retry a call whose money may have moved, so the
@@ -155,57 +195,93 @@ class OperationDriver(EventApplier):
                 exc,
                 extra={"operation_id": op.id, "escrow_id": op.escrow_id},
             )
-            return op
+            return Recorded(op)
 
-    def _finish(
-        self, uow: UnitOfWork, op_id: str, idem: tuple[str, str] | None, **changes: Any
-    ) -> Operation:
-        op = uow.operations.get(op_id)
-        assert op is not None
-        if changes or op.claimed_until is not None:
-            op = attrs.evolve(op, claimed_until=None, **changes)
-            uow.operations.save(op)
-        if idem is not None:
-            record = uow.idempotency.get(*idem, for_update=True)
+    def _finish(self, uow: UnitOfWork, op: Operation, key: KeyHolder, **changes: Any) -> Operation:
+        """End a call: its operation's lease (with `changes`), then its idempotency key's.
+
+        `op` is the operation as it stands in this unit of work.
+        """
+        ended = attrs.evolve(op, claimed_until=None, **changes)
+        if ended != op:
+            uow.operations.save(ended)
+        self._end_key_lease(uow, key)
+        return ended
+
+    def _end_key_lease(self, uow: UnitOfWork, key: KeyHolder) -> None:
+        """Let a call with the same idempotency key replay the result: clear the lease."""
+        if isinstance(key, IdempotencyRecord):
+            if key.locked_until is None:
+                return
+            # The record as step 1 wrote it (or as a replay read it): only a call after it
+            # expired may replace it, so while it is far from expiry it is written back as it
+            # is, without reading it first.
+            if key.expires_at > self.now() + self.settings.lease:
+                uow.idempotency.save(attrs.evolve(key, locked_until=None))
+                return
+            key = (key.actor_id, key.key)
+        if key is not None:
+            record = uow.idempotency.get(*key, for_update=True)
             if record is not None and record.locked_until is not None:
                 uow.idempotency.save(attrs.evolve(record, locked_until=None))
-        return op
+
+    def _ending(self, op: Operation, now: datetime) -> Callable[[Operation], Operation]:
+        """How step 3 leaves `op` (as read under the escrow lock), as a function of its state.
+
+        Its lease is over; while the outcome of its call is awaited (a payment the payer has
+        yet to pay, a pending refund), `recover()` polls it from `poll_interval` on. Other
+        operations pass unchanged.
+        """
+        poll_at = now + self.settings.poll_interval
+
+        def end(current: Operation) -> Operation:
+            if current.id != op.id:
+                return current
+            awaited = current.status is OperationStatus.PENDING and current.gateway_ref is not None
+            next_attempt_at = poll_at if awaited else op.next_attempt_at
+            return attrs.evolve(current, claimed_until=None, next_attempt_at=next_attempt_at)
+
+        return end
 
     def _record(
         self,
-        op_id: str,
+        op: Operation,
         result: GatewayObject | None,
-        idem: tuple[str, str] | None,
+        key: KeyHolder,
         *,
         cancelled: bool = False,
-    ) -> Operation:
-        now = self.now()
-        applied = Applied()
+    ) -> Recorded:
+        """Step 3: book the gateway's answer (or the escrow's cancellation) and end the call.
 
-        def work(uow: UnitOfWork) -> Operation:
-            op = uow.operations.get(op_id)
-            assert op is not None
+        The outcome and the end of the operation's lease are one write of the operation.
+        """
+        now = self.now()
+
+        def work(uow: UnitOfWork) -> tuple[Operation, Applied, Escrow]:
             escrow = self._lock_escrow(uow, op.escrow_id)
-            op = uow.operations.get(op_id)  # re-read under the escrow lock
-            assert op is not None
-            if cancelled and op.status.open:
+            current = uow.operations.get(op.id)  # under the escrow lock: as it is now
+            assert current is not None
+            end = self._ending(current, now)
+            applied = Applied(end_call=end)
+            if cancelled and current.status.open:
                 outcome = tr.fail_operation(
-                    escrow, op, "escrow cancelled", now=now, status=OperationStatus.CANCELLED
+                    escrow, current, "escrow cancelled", now=now, status=OperationStatus.CANCELLED
                 )
                 self._apply_outcome(uow, applied, escrow, outcome, "funding_cancelled")
-            elif result is not None and op.status.open:
-                self._record_result(uow, escrow, op, result, applied)
-            op = uow.operations.get(op_id)
-            assert op is not None
-            changes: dict[str, Any] = {}
-            if op.status is OperationStatus.PENDING and op.gateway_ref is not None:
-                # Called successfully, outcome awaited (payment, pending refund): poll later.
-                changes["next_attempt_at"] = now + self.settings.poll_interval
-            return self._finish(uow, op_id, idem, **changes)
+            elif result is not None and current.status.open:
+                self._record_result(uow, escrow, current, result, applied)
+            latest = applied.written.get(op.id, current)
+            ended = end(latest)
+            if ended != latest:  # no outcome wrote it: its lease still to end
+                uow.operations.save(ended)
+            self._end_key_lease(uow, key)
+            return ended, applied, applied.escrow or escrow
 
-        op = self._tx(work)
+        ended, applied, escrow = self._tx(work)
         self._after(applied)
-        return op
+        # Work after the commit (a refund of a surplus, a release sent) may change the escrow.
+        followed = bool(applied.drive or applied.ready_releases)
+        return Recorded(ended, None if followed else escrow)
 
     def _record_result(
         self, uow: UnitOfWork, escrow: Any, op: Operation, result: GatewayObject, applied: Applied
@@ -264,88 +340,95 @@ class OperationDriver(EventApplier):
         else:
             raise AssertionError(f"{type(result).__name__} is not an answer for a {op.kind.value}")
 
-    def _record_error(
-        self, op_id: str, exc: GatewayError, idem: tuple[str, str] | None
-    ) -> Operation:
+    def _record_error(self, op: Operation, exc: GatewayError, key: KeyHolder) -> Recorded:
+        """Step 3 after the gateway refused or did not answer, then end the call."""
         now = self.now()
-        applied = Applied()
         settled: PaymentSnapshot | None = None
         if isinstance(exc, PaymentAlreadySettledError):
-            op = self._read(lambda uow: uow.operations.get(op_id))
-            assert op is not None
             assert isinstance(op.request, CancelPayment)
             settled = self.gateway.get_payment(op.request.payment_ref)
 
-        def work(uow: UnitOfWork) -> Operation:
-            op = uow.operations.get(op_id)
-            assert op is not None
+        def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
             escrow = self._lock_escrow(uow, op.escrow_id)
-            op = uow.operations.get(op_id)
-            assert op is not None
-            if not op.status.open:
-                return self._finish(uow, op_id, idem)
-            if exc.outcome_unknown or isinstance(exc, GatewayAuthenticationError):
-                if isinstance(exc, IdempotencyMismatchError):
-                    log.error(
-                        "ALERT: gateway idempotency mismatch for operation %s (a bug); "
-                        "it stays pending",
-                        op.id,
-                        extra={"escrow_id": op.escrow_id},
-                    )
-                attempts = op.attempts + 1
-                return self._finish(
-                    uow,
-                    op_id,
-                    idem,
-                    attempts=attempts,
-                    next_attempt_at=now + self._backoff(attempts, exc),
-                    gateway_status=REPLAYED if exc.replayed else UNKNOWN,
-                    error=str(exc),
-                )
-            if isinstance(exc, DestinationNotReadyError) and op.kind is OperationKind.RELEASE:
-                if op.payee_id is not None:
-                    payee = uow.payees.get(op.payee_id)
-                    if payee is not None and payee.ready:
-                        uow.payees.save(attrs.evolve(payee, ready=False, updated_at=now))
-                outcome = tr.wait_for_payee(escrow, op, str(exc), now=now)
-                self._apply_outcome(uow, applied, escrow, outcome, "release_waiting")
-                return self._finish(uow, op_id, idem)
-            if settled is not None:
-                escrow = self._apply_outcome(
-                    uow,
-                    applied,
-                    escrow,
-                    tr.fail_operation(
-                        escrow, op, "the payment already succeeded or is processing", now=now
-                    ),
-                    "cancel_refused",
-                )
-                self._payment(uow, settled, applied)
-                return self._finish(uow, op_id, idem)
-            assert isinstance(exc, GatewayRejectedError)
-            outcome = tr.fail_operation(escrow, op, str(exc), now=now)
-            if op.kind is OperationKind.FUNDING:
-                outcome = attrs.evolve(
-                    outcome,
-                    escrow=attrs.evolve(
-                        outcome.escrow,
-                        cancelled=True,
-                        payment_status="failed",
-                        last_payment_error=str(exc),
-                    ),
-                )
-            self._apply_outcome(uow, applied, escrow, outcome, f"{op.kind.value}_failed")
-            return self._finish(uow, op_id, idem)
+            current = uow.operations.get(op.id)  # under the escrow lock: as it is now
+            assert current is not None
+            applied = Applied()
+            changes: dict[str, Any] = {}
+            if current.status.open:
+                changes = self._apply_error(uow, applied, escrow, current, exc, settled, now)
+            latest = applied.written.get(op.id, current)
+            return self._finish(uow, latest, key, **changes), applied
 
-        op = self._tx(work)
+        ended, applied = self._tx(work)
         self._after(applied)
         log.info(
             "operation %s: gateway said %s",
-            op_id,
+            op.id,
             type(exc).__name__,
-            extra={"operation_id": op_id, "status": op.status.value},
+            extra={"operation_id": op.id, "status": ended.status.value},
         )
-        return op
+        return Recorded(ended)
+
+    def _apply_error(
+        self,
+        uow: UnitOfWork,
+        applied: Applied,
+        escrow: Escrow,
+        op: Operation,
+        exc: GatewayError,
+        settled: PaymentSnapshot | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Apply a gateway error to an open operation; return the changes that end its call."""
+        if exc.outcome_unknown or isinstance(exc, GatewayAuthenticationError):
+            if isinstance(exc, IdempotencyMismatchError):
+                log.error(
+                    "ALERT: gateway idempotency mismatch for operation %s (a bug); "
+                    "it stays pending",
+                    op.id,
+                    extra={"escrow_id": op.escrow_id},
+                )
+            attempts = op.attempts + 1
+            return {
+                "attempts": attempts,
+                "next_attempt_at": now + self._backoff(attempts, exc),
+                "gateway_status": REPLAYED if exc.replayed else UNKNOWN,
+                "error": str(exc),
+            }
+        if isinstance(exc, DestinationNotReadyError) and op.kind is OperationKind.RELEASE:
+            if op.payee_id is not None:
+                payee = uow.payees.get(op.payee_id)
+                if payee is not None and payee.ready:
+                    uow.payees.save(attrs.evolve(payee, ready=False, updated_at=now))
+            outcome = tr.wait_for_payee(escrow, op, str(exc), now=now)
+            self._apply_outcome(uow, applied, escrow, outcome, "release_waiting")
+            return {}
+        if settled is not None:
+            escrow = self._apply_outcome(
+                uow,
+                applied,
+                escrow,
+                tr.fail_operation(
+                    escrow, op, "the payment already succeeded or is processing", now=now
+                ),
+                "cancel_refused",
+            )
+            self._payment(uow, settled, applied)
+            return {}
+        assert isinstance(exc, GatewayRejectedError)
+        outcome = tr.fail_operation(escrow, op, str(exc), now=now)
+        if op.kind is OperationKind.FUNDING:
+            outcome = attrs.evolve(
+                outcome,
+                escrow=attrs.evolve(
+                    outcome.escrow,
+                    cancelled=True,
+                    payment_status="failed",
+                    last_payment_error=str(exc),
+                ),
+            )
+        self._apply_outcome(uow, applied, escrow, outcome, f"{op.kind.value}_failed")
+        return {}
 
     def _backoff(self, attempts: int, exc: GatewayError) -> timedelta:
         if isinstance(exc, IdempotencyMismatchError | GatewayAuthenticationError):
@@ -358,21 +441,21 @@ class OperationDriver(EventApplier):
         for op_id in applied.ready_releases:
             self._send_ready_release(op_id)
         for op_id in applied.drive:
-            if self.claim(op_id):
-                self.drive(op_id)
+            claimed = self._claim(op_id)
+            if claimed is not None:
+                self._drive(claimed)
 
     def _send_ready_release(self, op_id: str) -> None:
         now = self.now()
-        applied = Applied()
 
-        def work(uow: UnitOfWork) -> bool:
+        def work(uow: UnitOfWork) -> tuple[Operation, Applied] | None:
             op = uow.operations.get(op_id)
             if op is None or op.status is not OperationStatus.AWAITING_PAYEE or op.payee_id is None:
-                return False
+                return None
             escrow = self._lock_escrow(uow, op.escrow_id)
             payee = uow.payees.get(op.payee_id)
             if payee is None or not payee.ready:
-                return False
+                return None
             outcome = tr.payee_ready(escrow, op, payee, now=now)
             outcome = attrs.evolve(
                 outcome,
@@ -381,12 +464,15 @@ class OperationDriver(EventApplier):
                     for o in outcome.operations
                 ),
             )
+            applied = Applied()
             self._apply_outcome(uow, applied, escrow, outcome, "payee_ready")
-            return True
+            return applied.written[op_id], applied
 
-        if self._tx(work):
+        ready = self._tx(work)
+        if ready is not None:
+            leased, applied = ready
             self._publish(applied.events)
-            self.drive(op_id)
+            self._drive(leased)
 
     # --- recovery ---------------------------------------------------------------------------
 
@@ -453,24 +539,31 @@ class OperationDriver(EventApplier):
         age = now - op.created_at
         window = self.settings.gateway_key_window
         if age < window and op.gateway_status != REPLAYED:
-            return self.drive(op.id)
+            return self._drive(op).operation
         found = self._lookup(op)
         if found is not None:
-            return self._record(op.id, found, None)
+            return self._record(op, found, None).operation
         if age >= window:
 
-            def next_generation(uow: UnitOfWork) -> None:
+            def next_generation(uow: UnitOfWork) -> Operation:
                 current = uow.operations.get(op.id, for_update=True)
                 assert current is not None
-                uow.operations.save(
-                    attrs.evolve(current, generation=current.generation + 1, gateway_status=None)
+                renewed = attrs.evolve(
+                    current, generation=current.generation + 1, gateway_status=None
                 )
+                uow.operations.save(renewed)
+                return renewed
 
-            self._tx(next_generation)
-            return self.drive(op.id)
+            return self._drive(self._tx(next_generation)).operation
         # A replayed error inside the key window: the same key would replay it again.
         wait_until = op.created_at + window
-        return self._tx(lambda uow: self._finish(uow, op.id, None, next_attempt_at=wait_until))
+
+        def wait(uow: UnitOfWork) -> Operation:
+            current = uow.operations.get(op.id)
+            assert current is not None
+            return self._finish(uow, current, None, next_attempt_at=wait_until)
+
+        return self._tx(wait)
 
     def _poll(self, op: Operation) -> Operation:
         """Ask the gateway how an awaited object stands (a lost webhook's backstop)."""
@@ -483,13 +576,9 @@ class OperationDriver(EventApplier):
                 obj = self.gateway.get_refund(op.gateway_ref)
         except GatewayError as exc:
             log.warning("polling %s failed: %s", op.id, exc)
-        applied = Applied()
 
-        def work(uow: UnitOfWork) -> Operation:
-            if obj is not None:
-                applied_now = self.apply_object(uow, obj)
-                applied.events += applied_now.events
-                applied.drive += applied_now.drive
+        def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
+            applied = Applied() if obj is None else self.apply_object(uow, obj)
             current = uow.operations.get(op.id)
             assert current is not None
             changes: dict[str, Any] = {}
@@ -499,8 +588,8 @@ class OperationDriver(EventApplier):
                 polls = current.attempts + 1
                 wait = min(self.settings.poll_interval * 2 ** min(polls - 1, 10), _MAX_POLL_WAIT)
                 changes.update(attempts=polls, next_attempt_at=self.now() + wait)
-            return self._finish(uow, op.id, None, **changes)
+            return self._finish(uow, current, None, **changes), applied
 
-        result = self._tx(work)
+        result, applied = self._tx(work)
         self._after(applied)
         return result

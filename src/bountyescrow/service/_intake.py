@@ -29,6 +29,13 @@ class GatewayEventIntake(OperationDriver):
 
     # --- gateway events -----------------------------------------------------------------------
 
+    @staticmethod
+    def _refetched(obj: GatewayObject) -> bool:
+        """Whether `_refetch` asks the gateway for the object's current state."""
+        if isinstance(obj, AccountSnapshot):
+            return not obj.deauthorized
+        return isinstance(obj, RefundSnapshot | DisputeSnapshot)
+
     def _refetch(self, obj: GatewayObject) -> GatewayObject:
         # Refunds, disputes and accounts change after the event was sent: apply their
         # current state. Payments and transfers are applied from the signed snapshot.
@@ -60,9 +67,11 @@ class GatewayEventIntake(OperationDriver):
                 f"event {event.id} is {'live' if event.livemode else 'test'} mode but the "
                 f"gateway is {'live' if self.gateway.livemode else 'test'} mode"
             )
-        seen = self._read(lambda uow: uow.webhook_events.get(event.id))
-        if seen is not None and seen.status is not WebhookStatus.FAILED:
-            return seen.status
+        if self._refetched(event.object):
+            # Spare a duplicate the gateway call; the locked check below is what dedupes.
+            seen = self._read(lambda uow: uow.webhook_events.get(event.id))
+            if seen is not None and seen.status is not WebhookStatus.FAILED:
+                return seen.status
         now = self.now()
         obj: GatewayObject | None = None
 

@@ -33,6 +33,25 @@ from bountyescrow.service._reads import Reads
 Decide = Callable[[UnitOfWork, Escrow, datetime, str], Outcome]
 
 
+def _sendable(op: Operation) -> bool:
+    """A pending operation with a request the gateway has not answered yet."""
+    return op.status is OperationStatus.PENDING and op.request is not None and not op.gateway_ref
+
+
+@attrs.frozen
+class Started:
+    """What step 1 of a call committed, or found for a replayed idempotency key."""
+
+    #: What the call produced: an operation id (an escrow id for `open_escrow`).
+    ref: str
+    new: bool
+    #: A new call's operation and escrow as step 1 committed them (what step 2 sends).
+    operation: Operation | None = None
+    escrow: Escrow | None = None
+    #: The call's idempotency record, whose lease step 3 clears.
+    key: IdempotencyRecord | None = None
+
+
 class CommandRunner(OperationDriver, Reads):
     """Validation, authorization, idempotency and the step-1 transaction of commands."""
 
@@ -87,17 +106,17 @@ class CommandRunner(OperationDriver, Reads):
         decide: Decide,
         idempotency_key: str | None,
         correlation_id: str | None,
-    ) -> tuple[str, bool]:
+    ) -> Started:
         """Step 1 of intent, call, record for an operation on an existing escrow.
 
-        Returns (operation id, whether it is new). Replays an earlier call with the same key.
+        Replays an earlier call with the same key.
         """
         now = self.now()
         print_ = idem.fingerprint(action, {"escrow_id": escrow_id, **params})
         op_id = new_id("op")
         committed: list[DomainEvent] = []
 
-        def work(uow: UnitOfWork) -> tuple[str, bool] | Denied | BountyEscrowError:
+        def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
             if idempotency_key is not None:
                 record = idem.existing(
                     uow,
@@ -108,7 +127,7 @@ class CommandRunner(OperationDriver, Reads):
                     now=now,
                 )
                 if record is not None and record.result_ref is not None:
-                    return record.result_ref, False
+                    return Started(record.result_ref, new=False, key=record)
             escrow = uow.escrows.get(escrow_id, for_update=True)
             if escrow is None:
                 raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
@@ -128,15 +147,12 @@ class CommandRunner(OperationDriver, Reads):
                 return exc
             op = next(o for o in outcome.operations if o.id == op_id)
             sending = op.status is OperationStatus.PENDING and op.request is not None
+            # Only an operation about to be sent is leased (and its key with it).
             lease = now + self.settings.lease if sending else None
+            op = attrs.evolve(op, claimed_until=lease, correlation_id=correlation_id)
             outcome = attrs.evolve(
                 outcome,
-                operations=tuple(
-                    attrs.evolve(o, claimed_until=lease, correlation_id=correlation_id)
-                    if o.id == op_id
-                    else o
-                    for o in outcome.operations
-                ),
+                operations=tuple(op if o.id == op_id else o for o in outcome.operations),
             )
             committed[:] = self._persist(
                 uow,
@@ -147,16 +163,16 @@ class CommandRunner(OperationDriver, Reads):
                 correlation_id=correlation_id,
                 new_operations=[op_id],
             )
+            key = None
             if idempotency_key is not None:
-                uow.idempotency.save(
-                    attrs.evolve(
-                        self._idem_record(actor, idempotency_key, action, print_, now),
-                        result_kind="operation",
-                        result_ref=op_id,
-                        locked_until=lease,
-                    )
+                key = attrs.evolve(
+                    self._idem_record(actor, idempotency_key, action, print_, now),
+                    result_kind="operation",
+                    result_ref=op_id,
+                    locked_until=lease,
                 )
-            return op_id, True
+                uow.idempotency.save(key)
+            return Started(op_id, new=True, operation=op, key=key)
 
         result = self._tx(work)
         if isinstance(result, Denied):
@@ -178,12 +194,13 @@ class CommandRunner(OperationDriver, Reads):
             expires_at=now + self.settings.idempotency_ttl,
         )
 
-    def _send_or_resume(self, op_id: str, new: bool, actor: Actor, key: str | None) -> Operation:
+    def _send_or_resume(self, started: Started) -> Operation:
         try:
-            return self._send_or_resume_recorded(op_id, new, actor, key)
+            return self._send_or_resume_recorded(started)
         except StorageError as exc:
             # Step 1 committed: the operation exists and recover() will finish it. A retryable
             # error here would invite a retry without the key, and a second operation.
+            op_id = started.ref
             error = StorageError(
                 f"operation {op_id} was recorded but the database failed afterwards: {exc}; "
                 "recover() will finish it. Retry only with the same idempotency key.",
@@ -192,15 +209,20 @@ class CommandRunner(OperationDriver, Reads):
             error.retryable = False
             raise error from exc
 
-    def _send_or_resume_recorded(
-        self, op_id: str, new: bool, actor: Actor, key: str | None
-    ) -> Operation:
-        holder = (actor.id, key) if key is not None else None
-        op = self.get_operation(op_id)
-        if op.status is not OperationStatus.PENDING or op.request is None or op.gateway_ref:
-            if holder is not None and new:
-                self._tx(lambda uow: self._finish(uow, op_id, holder))
+    def _send_or_resume_recorded(self, started: Started) -> Operation:
+        if started.new:
+            op = started.operation
+            assert op is not None
+            if _sendable(op):
+                return self._drive(op, key=started.key).operation
+            # Step 1 settled it (a cancel with nothing to call) or parked it (a release
+            # waiting for its payee); either way it leased neither the operation nor the key.
             return op
-        if new or self.claim(op_id):
-            return self.drive(op_id, idem=holder)
-        return op
+        # A replayed key: the first call's operation as it is now; send it if nobody does.
+        op = self.get_operation(started.ref)
+        if not _sendable(op):
+            return op
+        claimed = self._claim(op.id)
+        if claimed is None:
+            return op
+        return self._drive(claimed, key=started.key).operation

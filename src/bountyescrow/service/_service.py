@@ -35,8 +35,10 @@ from bountyescrow.ports.policy import Actor, AuthorizationPolicy
 from bountyescrow.ports.store import EscrowStore, UnitOfWork
 from bountyescrow.service import _idempotency as idem
 from bountyescrow.service._core import Denied, EventHook, log, new_id
+from bountyescrow.service._driver import KeyHolder
 from bountyescrow.service._intake import GatewayEventIntake
 from bountyescrow.service._payees import PayeeCommands
+from bountyescrow.service._runner import Started
 from bountyescrow.service._settings import EscrowSettings
 
 
@@ -137,7 +139,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         escrow_id, op_id = new_id("esc"), new_id("op")
         committed: list[DomainEvent] = []
 
-        def work(uow: UnitOfWork) -> tuple[str, bool] | Denied | BountyEscrowError:
+        def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
             if idempotency_key is not None:
                 record = idem.existing(
                     uow,
@@ -148,7 +150,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                     now=now,
                 )
                 if record is not None and record.result_ref is not None:
-                    return record.result_ref, False
+                    return Started(record.result_ref, new=False, key=record)
             decision = self.policy.decide(actor, "open", None, {**params, "now": now})
             if not decision.allowed:
                 return self._deny(uow, actor, "open", None, decision.reason, correlation_id)
@@ -205,34 +207,39 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 new_operations=[op_id],
                 new_escrow=True,
             )
+            key = None
             if idempotency_key is not None:
-                uow.idempotency.save(
-                    attrs.evolve(
-                        self._idem_record(actor, idempotency_key, "open", print_, now),
-                        result_kind="escrow",
-                        result_ref=escrow_id,
-                        locked_until=lease,
-                    )
+                key = attrs.evolve(
+                    self._idem_record(actor, idempotency_key, "open", print_, now),
+                    result_kind="escrow",
+                    result_ref=escrow_id,
+                    locked_until=lease,
                 )
-            return escrow_id, True
+                uow.idempotency.save(key)
+            [funding] = outcome.operations
+            return Started(escrow_id, new=True, operation=funding, escrow=outcome.escrow, key=key)
 
         result = self._tx(work)
         if isinstance(result, Denied):
             raise result.error
         if isinstance(result, BountyEscrowError):
             raise result
-        found_id, new = result
         secret: str | None = None
-        if new:
+        recorded: Escrow | None = None
+        if result.new:
             self._publish(committed)
-            secret = self._drive_funding(op_id, actor, idempotency_key)
+            assert result.operation is not None
+            secret, recorded = self._drive_funding(
+                result.operation, escrow=result.escrow, key=result.key
+            )
         else:
             funding = next(
-                (o for o in self.operations(found_id) if o.kind is OperationKind.FUNDING), None
+                (o for o in self.operations(result.ref) if o.kind is OperationKind.FUNDING), None
             )
             if funding is not None and funding.gateway_ref is None:
-                secret = self._drive_funding(funding.id, actor, None, resume=True)
-        escrow = self.get(found_id)
+                secret = self._resume_funding(funding.id)
+        # The escrow as the funding's step 3 committed it, or as it is now.
+        escrow = recorded or self.get(result.ref)
         if secret is None and escrow.payment_ref and escrow.status.value == "awaiting_funding":
             try:
                 secret = self.gateway.get_payment(escrow.payment_ref).client_secret
@@ -241,18 +248,22 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         return attrs.evolve(escrow, client_secret=secret)
 
     def _drive_funding(
-        self, op_id: str, actor: Actor, key: str | None, *, resume: bool = False
-    ) -> str | None:
-        if resume and not self.claim(op_id):
-            return None
+        self, funding: Operation, *, escrow: Escrow | None = None, key: KeyHolder = None
+    ) -> tuple[str | None, Escrow | None]:
+        """Send a funding: the client secret, and the escrow as step 3 committed it."""
         secret: list[str | None] = [None]
 
         def capture(result: object) -> None:
             if isinstance(result, PaymentSnapshot):
                 secret[0] = result.client_secret
 
-        self.drive(op_id, idem=(actor.id, key) if key else None, on_result=capture)
-        return secret[0]
+        recorded = self._drive(funding, escrow=escrow, key=key, on_result=capture)
+        return secret[0], recorded.escrow
+
+    def _resume_funding(self, op_id: str) -> str | None:
+        """Send a funding a replayed `open_escrow` found unsent, unless someone else does."""
+        claimed = self._claim(op_id)
+        return None if claimed is None else self._drive_funding(claimed)[0]
 
     def cancel(
         self,
@@ -286,7 +297,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 return attrs.evolve(done, events=outcome.events + done.events)
             return outcome
 
-        op_id, new = self._run(
+        started = self._run(
             action="cancel",
             actor=actor,
             escrow_id=escrow_id,
@@ -295,7 +306,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        op = self._send_or_resume(op_id, new, actor, idempotency_key)
+        op = self._send_or_resume(started)
         escrow = self.get(escrow_id)
         if op.status is OperationStatus.FAILED:
             raise InvalidTransitionError(
@@ -342,7 +353,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 escrow, op_id=op_id, payee=payee, gross=money, actor_id=actor.id, now=now
             )
 
-        op_id, new = self._run(
+        started = self._run(
             action="release",
             actor=actor,
             escrow_id=escrow_id,
@@ -351,7 +362,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(op_id, new, actor, idempotency_key)
+        return self._send_or_resume(started)
 
     def refund(
         self,
@@ -400,7 +411,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 allow_frozen=allow_frozen,
             )
 
-        op_id, new = self._run(
+        started = self._run(
             action="refund",
             actor=actor,
             escrow_id=escrow_id,
@@ -409,7 +420,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(op_id, new, actor, idempotency_key)
+        return self._send_or_resume(started)
 
     def _reverse_all(
         self, escrow_id: str, actor: Actor, key: str | None, correlation_id: str | None
@@ -482,7 +493,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 now=now,
             )
 
-        op_id, new = self._run(
+        started = self._run(
             action="reverse",
             actor=actor,
             escrow_id=escrow_id,
@@ -491,7 +502,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(op_id, new, actor, idempotency_key)
+        return self._send_or_resume(started)
 
     def cancel_operation(
         self,

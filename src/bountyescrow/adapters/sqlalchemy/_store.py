@@ -5,13 +5,17 @@ pool on ``__enter__`` and given back on `commit()` or ``__exit__`` (rolled back 
 committed), so no connection is held between units of work or across a gateway call.
 
 Locking. PostgreSQL runs at READ COMMITTED; ``for_update=True`` is ``SELECT ... FOR UPDATE``.
-A ``for_update`` read of a payee, webhook event or idempotency record that does not exist yet
-takes a transaction-scoped advisory lock on its key and reads again, so two concurrent first
-calls with one idempotency key (or two deliveries of one event) run one after the other instead
-of both inserting. Adding domain events takes a transaction-scoped advisory lock per schema, so
-event numbers are handed out in commit order and `events.after(cursor)` never skips an event
-committed late. SQLite starts every unit of work with ``BEGIN IMMEDIATE``: writers run one at a
-time, and ``for_update`` has nothing more to do.
+A ``for_update`` read of a payee, webhook event or idempotency record first takes a
+transaction-scoped advisory lock on its key, so two concurrent first calls with one idempotency
+key (or two deliveries of one event) run one after the other instead of both inserting.
+Adding domain events takes a transaction-scoped advisory lock per schema, so event numbers are
+handed out in commit order and `events.after(cursor)` never skips an event committed late.
+SQLite starts every unit of work with ``BEGIN IMMEDIATE``: writers run one at a time, and
+``for_update`` has nothing more to do.
+
+Statements are built once per store (`_statements`); an UPDATE sets only the columns that
+changed since the unit of work read the row. Every statement runs through `_UnitOfWork.first`,
+`all` or `run`, the one place where database errors become `StorageError`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from typing import Any, TypeVar
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Engine, RowMapping
 
 from bountyescrow.adapters.sqlalchemy import _mapping as m
@@ -39,6 +41,7 @@ from bountyescrow.adapters.sqlalchemy._engine import (
     create_engine,
 )
 from bountyescrow.adapters.sqlalchemy._errors import refused, translating
+from bountyescrow.adapters.sqlalchemy._statements import KEY, Statements
 from bountyescrow.adapters.sqlalchemy._tables import (
     DEFAULT_SCHEMA,
     build_tables,
@@ -73,44 +76,45 @@ from bountyescrow.ports.store import (
 
 T = TypeVar("T")
 
+#: Columns an UPDATE never sets from the value: the key, and the version the store bumps.
+_NEVER_SET = frozenset({"id", "version"})
+
 
 class _Repository:
     def __init__(self, uow: _UnitOfWork) -> None:
         self._uow = uow
         self._t = uow.tables
+        self._sql = uow.statements
 
 
 class _Escrows(_Repository):
     def get(self, escrow_id: str, *, for_update: bool = False) -> Escrow | None:
-        t = self._t.escrows
-        stmt = sa.select(t).where(t.c.id == escrow_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self._uow.first(stmt)
-        return None if row is None else m.escrow_from(row)
+        stmt = self._sql.escrow_locked if for_update else self._sql.escrow
+        row = self._uow.first(stmt, {"id": escrow_id})
+        if row is None:
+            return None
+        escrow = m.escrow_from(row)
+        self._uow.remember(self._t.escrows, escrow.id, escrow)
+        return escrow
 
     def add(self, escrow: Escrow) -> None:
-        t = self._t.escrows
-        stmt = (
-            self._uow.insert(t)
-            .values(m.escrow_row(escrow))
-            .on_conflict_do_nothing()
-            .returning(t.c.id)
-        )
-        if self._uow.first(stmt) is None:
+        row = m.escrow_row(escrow)
+        if self._uow.first(self._sql.add_escrow, row) is None:
             raise refused(f"escrow {escrow.id} already exists", constraint="escrows_pkey")
+        self._uow.remember(self._t.escrows, escrow.id, row)
 
     def save(self, escrow: Escrow) -> None:
-        t = self._t.escrows
-        row = m.escrow_row(escrow)
-        del row["id"]
-        row["version"] = t.c.version + 1
-        if self._uow.run(sa.update(t).where(t.c.id == escrow.id).values(row)) == 0:
+        # The UPDATE always bumps `version`, so it runs even when no other column changed.
+        if self._uow.update(self._t.escrows, escrow.id, m.escrow_row(escrow), m.escrow_row) == 0:
             raise refused(f"escrow {escrow.id} does not exist", constraint="escrows_pkey")
 
     def find(self, *, bounty_id: str | None = None, poster_id: str | None = None) -> list[Escrow]:
+        if bounty_id is not None and poster_id is not None:
+            params = {"bounty_id": bounty_id, "poster_id": poster_id}
+            rows = self._uow.all(self._sql.escrows_of_bounty_and_poster, params)
+            return [m.escrow_from(row) for row in rows]
         t = self._t.escrows
-        stmt = sa.select(t).order_by(t.c.created_at, t.c.id)
+        stmt = self._sql.escrows_ordered
         if bounty_id is not None:
             stmt = stmt.where(t.c.bounty_id == bounty_id)
         if poster_id is not None:
@@ -134,63 +138,52 @@ class _Escrows(_Repository):
 
 
 class _Operations(_Repository):
-    def get(self, operation_id: str, *, for_update: bool = False) -> Operation | None:
-        t = self._t.operations
-        stmt = sa.select(t).where(t.c.id == operation_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self._uow.first(stmt)
-        return None if row is None else m.operation_from(row)
+    def _read(self, row: RowMapping) -> Operation:
+        op = m.operation_from(row)
+        self._uow.remember(self._t.operations, op.id, op)
+        return op
 
-    def _refuse_duplicate_ref(self, op: Operation) -> None:
-        if op.gateway_ref is None:
-            return
-        other = self.by_gateway_ref(op.kind, op.gateway_ref)
-        if other is not None and other.id != op.id:
-            raise refused(
-                f"{op.kind.value} {op.gateway_ref} is already recorded by {other.id}",
-                constraint="operations_kind_gateway_ref",
-            )
+    def get(self, operation_id: str, *, for_update: bool = False) -> Operation | None:
+        stmt = self._sql.operation_locked if for_update else self._sql.operation
+        row = self._uow.first(stmt, {"id": operation_id})
+        return None if row is None else self._read(row)
 
     def add(self, operation: Operation) -> None:
-        t, escrows = self._t.operations, self._t.escrows
-        bounty = sa.select(escrows.c.bounty_id).where(escrows.c.id == operation.escrow_id)
-        stmt = (
-            self._uow.insert(t)
-            .values({**m.operation_row(operation), "bounty_id": bounty.scalar_subquery()})
-            .on_conflict_do_nothing()
-            .returning(t.c.id)
-        )
-        if self._uow.first(stmt) is None:
-            # Nothing inserted and the transaction still usable: say which rule refused it.
-            if self.get(operation.id) is not None:
-                raise refused(
-                    f"operation {operation.id} already exists", constraint="operations_pkey"
-                )
-            self._refuse_duplicate_ref(operation)
-            raise refused(  # pragma: no cover - the conflicting row vanished meanwhile
-                f"operation {operation.id} conflicts with another operation",
+        row = m.operation_row(operation)
+        # `bounty_of` names the escrow whose bounty id the sub-select copies.
+        if self._uow.first(self._sql.add_operation, {**row, "bounty_of": operation.escrow_id}):
+            self._uow.remember(self._t.operations, operation.id, row)
+            return
+        # Nothing inserted and the transaction still usable: say which rule refused it.
+        if self.get(operation.id) is not None:
+            raise refused(f"operation {operation.id} already exists", constraint="operations_pkey")
+        ref = operation.gateway_ref
+        other = None if ref is None else self.by_gateway_ref(operation.kind, ref)
+        if other is not None:
+            raise refused(
+                f"{operation.kind.value} {ref} is already recorded by {other.id}",
                 constraint="operations_kind_gateway_ref",
             )
+        raise refused(  # pragma: no cover - the conflicting row vanished meanwhile
+            f"operation {operation.id} conflicts with another operation",
+            constraint="operations_kind_gateway_ref",
+        )
 
     def save(self, operation: Operation) -> None:
-        t = self._t.operations
-        self._refuse_duplicate_ref(operation)
+        # A gateway ref another operation of the same kind recorded is refused by the unique
+        # index `operations_kind_gateway_ref`; the error translation names it.
         row = m.operation_row(operation)
-        del row["id"]
-        if self._uow.run(sa.update(t).where(t.c.id == operation.id).values(row)) == 0:
+        if self._uow.update(self._t.operations, operation.id, row, m.operation_row) == 0:
             raise refused(f"operation {operation.id} does not exist", constraint="operations_pkey")
 
     def for_escrow(self, escrow_id: str) -> list[Operation]:
-        t = self._t.operations
-        stmt = sa.select(t).where(t.c.escrow_id == escrow_id).order_by(t.c.created_at, t.c.id)
-        return [m.operation_from(row) for row in self._uow.all(stmt)]
+        rows = self._uow.all(self._sql.operations_of_escrow, {"escrow_id": escrow_id})
+        return [self._read(row) for row in rows]
 
     def by_gateway_ref(self, kind: OperationKind, gateway_ref: str) -> Operation | None:
-        t = self._t.operations
-        stmt = sa.select(t).where(t.c.kind == kind.value, t.c.gateway_ref == gateway_ref)
-        row = self._uow.first(stmt)
-        return None if row is None else m.operation_from(row)
+        params = {"kind": kind.value, "gateway_ref": gateway_ref}
+        row = self._uow.first(self._sql.operation_by_ref, params)
+        return None if row is None else self._read(row)
 
     def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
         t = self._t.operations
@@ -205,7 +198,7 @@ class _Operations(_Repository):
         )
         if payee_id is not None:
             stmt = stmt.where(t.c.payee_id == payee_id)
-        return [m.operation_from(row) for row in self._uow.all(stmt)]
+        return [self._read(row) for row in self._uow.all(stmt)]
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int) -> list[Operation]:
         t = self._t.operations
@@ -225,35 +218,33 @@ class _Operations(_Repository):
         if due:
             ids = [op.id for op in due]
             self._uow.run(sa.update(t).where(t.c.id.in_(ids)).values(claimed_until=lease_until))
-        return [attrs.evolve(op, claimed_until=lease_until) for op in due]
+        claimed = [attrs.evolve(op, claimed_until=lease_until) for op in due]
+        for op in claimed:
+            self._uow.remember(t, op.id, op)
+        return claimed
 
 
 class _Disputes(_Repository):
     def get(self, dispute_id: str) -> Dispute | None:
-        t = self._t.disputes
-        row = self._uow.first(sa.select(t).where(t.c.id == dispute_id))
+        row = self._uow.first(self._sql.dispute, {"id": dispute_id})
         return None if row is None else m.dispute_from(row)
 
     def save(self, dispute: Dispute) -> None:
-        self._uow.upsert(self._t.disputes, m.dispute_row(dispute), key=("id",))
+        self._uow.run(self._sql.save_dispute, m.dispute_row(dispute))
 
     def for_escrow(self, escrow_id: str) -> list[Dispute]:
-        t = self._t.disputes
-        stmt = sa.select(t).where(t.c.escrow_id == escrow_id).order_by(t.c.created_at, t.c.id)
-        return [m.dispute_from(row) for row in self._uow.all(stmt)]
+        rows = self._uow.all(self._sql.disputes_of_escrow, {"escrow_id": escrow_id})
+        return [m.dispute_from(row) for row in rows]
 
 
 class _Payees(_Repository):
     def get(self, payee_id: str, *, for_update: bool = False) -> Payee | None:
-        t = self._t.payees
-        row = self._uow.first_locking(
-            sa.select(t).where(t.c.id == payee_id), for_update, "payee", payee_id
-        )
+        stmt = self._sql.payee_locked if for_update else self._sql.payee
+        row = self._uow.first_locking(stmt, {"id": payee_id}, for_update, "payee", payee_id)
         return None if row is None else m.payee_from(row)
 
     def by_account(self, account_ref: str) -> Payee | None:
-        t = self._t.payees
-        row = self._uow.first(sa.select(t).where(t.c.account_ref == account_ref))
+        row = self._uow.first(self._sql.payee_by_account, {"account_ref": account_ref})
         return None if row is None else m.payee_from(row)
 
     def save(self, payee: Payee) -> None:
@@ -263,33 +254,22 @@ class _Payees(_Repository):
                 f"account {payee.account_ref} already belongs to payee {other.id}",
                 constraint="payees_account_ref",
             )
-        self._uow.upsert(self._t.payees, m.payee_row(payee), key=("id",))
+        self._uow.run(self._sql.save_payee, m.payee_row(payee))
 
 
 class _Ledger(_Repository):
     def add(self, entry: JournalEntry) -> None:
-        t = self._t.ledger_entries
-        stmt = (
-            self._uow.insert(t)
-            .values(m.entry_row(entry))
-            .on_conflict_do_nothing()
-            .returning(t.c.seq)
-        )
-        row = self._uow.first(stmt)
+        row = self._uow.first(self._sql.add_entry, m.entry_row(entry))
         if row is None:
             raise refused(
                 f"ledger entry {entry.kind} {entry.ref} is already booked",
                 constraint="ledger_entries_kind_ref",
             )
         if entry.postings:
-            self._uow.run(
-                sa.insert(self._t.ledger_postings), m.posting_rows(row["seq"], entry.postings)
-            )
+            self._uow.run(self._sql.add_postings, m.posting_rows(row["seq"], entry.postings))
 
     def exists(self, kind: str, ref: str) -> bool:
-        t = self._t.ledger_entries
-        stmt = sa.select(t.c.seq).where(t.c.kind == kind, t.c.ref == ref).limit(1)
-        return self._uow.first(stmt) is not None
+        return self._uow.first(self._sql.entry_exists, {"kind": kind, "ref": ref}) is not None
 
     def for_escrow(self, escrow_id: str) -> list[JournalEntry]:
         t, p = self._t.ledger_entries, self._t.ledger_postings
@@ -310,7 +290,7 @@ class _Ledger(_Repository):
 
 class _Audit(_Repository):
     def add(self, record: AuditRecord) -> None:
-        self._uow.run(sa.insert(self._t.audit).values(m.audit_row(record)))
+        self._uow.run(self._sql.add_audit, m.audit_row(record))
 
     def for_escrow(self, escrow_id: str) -> list[AuditRecord]:
         t = self._t.audit
@@ -321,8 +301,7 @@ class _Audit(_Repository):
 class _Events(_Repository):
     def add(self, event: DomainEvent) -> DomainEvent:
         self._uow.lock_event_log()
-        t = self._t.domain_events
-        row = self._uow.first(sa.insert(t).values(m.event_row(event)).returning(t.c.seq))
+        row = self._uow.first(self._sql.add_event, m.event_row(event))
         assert row is not None
         return attrs.evolve(event, seq=int(row["seq"]))
 
@@ -334,14 +313,12 @@ class _Events(_Repository):
 
 class _WebhookEvents(_Repository):
     def get(self, event_id: str, *, for_update: bool = False) -> WebhookEventRecord | None:
-        t = self._t.webhook_events
-        row = self._uow.first_locking(
-            sa.select(t).where(t.c.id == event_id), for_update, "webhook_event", event_id
-        )
+        stmt = self._sql.webhook_event_locked if for_update else self._sql.webhook_event
+        row = self._uow.first_locking(stmt, {"id": event_id}, for_update, "webhook_event", event_id)
         return None if row is None else m.webhook_from(row)
 
     def save(self, record: WebhookEventRecord) -> None:
-        self._uow.upsert(self._t.webhook_events, m.webhook_row(record), key=("id",))
+        self._uow.run(self._sql.save_webhook_event, m.webhook_row(record))
 
     def prune(self, *, before: datetime) -> int:
         t = self._t.webhook_events
@@ -352,15 +329,13 @@ class _WebhookEvents(_Repository):
 
 class _Idempotency(_Repository):
     def get(self, actor_id: str, key: str, *, for_update: bool = False) -> IdempotencyRecord | None:
-        t = self._t.idempotency_keys
-        stmt = sa.select(t).where(t.c.actor_id == actor_id, t.c.key == key)
-        row = self._uow.first_locking(stmt, for_update, "idempotency", actor_id, key)
+        stmt = self._sql.idempotency_locked if for_update else self._sql.idempotency
+        params = {"actor_id": actor_id, "key": key}
+        row = self._uow.first_locking(stmt, params, for_update, "idempotency", actor_id, key)
         return None if row is None else m.idempotency_from(row)
 
     def save(self, record: IdempotencyRecord) -> None:
-        self._uow.upsert(
-            self._t.idempotency_keys, m.idempotency_row(record), key=("actor_id", "key")
-        )
+        self._uow.run(self._sql.save_idempotency, m.idempotency_row(record))
 
     def prune(self, *, now: datetime) -> int:
         t = self._t.idempotency_keys
@@ -377,9 +352,13 @@ class _UnitOfWork:
     def __init__(self, store: SqlAlchemyStore) -> None:
         self._store = store
         self.tables = store.tables
+        self.statements = store._statements
         self._conn: sa.Connection | None = None
         self._entered = False
         self._events_locked = False
+        # Escrows and operations as this transaction last read or wrote them (a domain value,
+        # or the row written), so an UPDATE sets only the columns that change.
+        self._known: dict[tuple[str, str], Any] = {}
         self.escrows: EscrowRepository = _Escrows(self)
         self.operations: OperationRepository = _Operations(self)
         self.disputes: DisputeRepository = _Disputes(self)
@@ -439,9 +418,11 @@ class _UnitOfWork:
                 raise
         self._conn = conn
         self._events_locked = False
+        self._known.clear()
 
     def _release(self, *, rollback: bool) -> None:
         conn, self._conn = self._conn, None
+        self._known.clear()
         if conn is None:
             return
         if rollback:
@@ -465,51 +446,83 @@ class _UnitOfWork:
         assert self._conn is not None
         return self._conn
 
-    def all(self, stmt: sa.Executable) -> Sequence[RowMapping]:
+    def all(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[RowMapping]:
         """Run a statement and return every row."""
         with self._translating():
-            return self._connection().execute(stmt).mappings().all()
+            return self._connection().execute(stmt, params).mappings().all()
 
-    def first(self, stmt: sa.Executable) -> RowMapping | None:
+    def first(
+        self, stmt: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> RowMapping | None:
         """Run a statement and return its first row, or None."""
         with self._translating():
-            return self._connection().execute(stmt).mappings().first()
+            return self._connection().execute(stmt, params).mappings().first()
 
-    def run(self, stmt: sa.Executable, params: Sequence[Mapping[str, Any]] | None = None) -> int:
-        """Run a statement (with many parameter sets when given) and return the row count."""
+    def run(
+        self,
+        stmt: sa.Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Run a statement (once per parameter set when given many) and return the row count."""
         with self._translating():
-            conn = self._connection()
-            result = conn.execute(stmt) if params is None else conn.execute(stmt, params)
-            return int(result.rowcount)
+            return int(self._connection().execute(stmt, params).rowcount)
 
-    def insert(self, table: sa.Table) -> Any:
-        """A dialect INSERT, which knows ``ON CONFLICT``."""
-        if self._store.backend == "postgresql":
-            return pg_dialect.insert(table)
-        return sqlite_dialect.insert(table)
+    def remember(self, table: sa.Table, key: str, value: Any) -> None:
+        """Note a row as this transaction read it (a domain value) or wrote it (its row)."""
+        self._known[table.name, key] = value
 
-    def upsert(self, table: sa.Table, row: Mapping[str, Any], *, key: Sequence[str]) -> None:
-        """Insert `row`, or update the row with the same `key` columns."""
-        stmt = self.insert(table).values(dict(row))
-        changes = {name: stmt.excluded[name] for name in row if name not in key}
-        self.run(stmt.on_conflict_do_update(index_elements=list(key), set_=changes))
+    def update(
+        self,
+        table: sa.Table,
+        key: str,
+        row: dict[str, Any],
+        to_row: Callable[[Any], dict[str, Any]],
+    ) -> int:
+        """UPDATE the row `key` to `row`; return the row count.
 
-    def first_locking(self, stmt: sa.Select[Any], for_update: bool, *key: str) -> RowMapping | None:
-        """Read one row; with `for_update`, lock it, or lock its key if it does not exist yet."""
-        if not for_update:
-            return self.first(stmt)
-        row = self.first(stmt.with_for_update())
-        if row is None and self._store.backend == "postgresql":
-            # Serialise first writers of the same key: the second waits here until the first
-            # commits, then reads its row (READ COMMITTED: each statement sees new commits).
+        Only the columns that differ from the row as this transaction last read or wrote it
+        are set (every column if it did neither): the others already hold those values, or,
+        after a read without a lock, whatever another transaction wrote since, which a stale
+        value must not overwrite. An escrow's `version` is bumped even when nothing else
+        changed.
+        """
+        known = self._known.get((table.name, key))
+        before = None if known is None else known if isinstance(known, dict) else to_row(known)
+        columns = tuple(
+            name
+            for name, value in row.items()
+            if name not in _NEVER_SET and (before is None or before.get(name) != value)
+        )
+        if not columns and table is not self.tables.escrows:
+            return 1  # nothing changed in a row this transaction has seen: it exists
+        params = {name: row[name] for name in columns}
+        params[KEY] = key
+        count = self.run(self.statements.update(table, columns), params)
+        if count:
+            self._known[table.name, key] = row
+        return count
+
+    def first_locking(
+        self, stmt: sa.Select[Any], params: Mapping[str, Any], for_update: bool, *key: str
+    ) -> RowMapping | None:
+        """Read one row; `stmt` locks it when `for_update`, and so does its key on PostgreSQL.
+
+        The key lock serialises callers of one key even while its row does not exist yet (an
+        idempotency key's or a webhook event's first use, the usual case), which FOR UPDATE
+        alone cannot: the second caller waits until the first commits, and its read, a new
+        statement at READ COMMITTED, then sees the first's row. Locking before the first read
+        saves a statement when the row is new (lock, read; not read, lock, read again) and
+        costs one when it exists.
+        """
+        if for_update and self._store.backend == "postgresql":
             self.advisory_lock(*key)
-            row = self.first(stmt.with_for_update())
-        return row
+        return self.first(stmt, params)
 
     def advisory_lock(self, *key: str) -> None:
         """Take a PostgreSQL advisory lock held until this transaction ends."""
-        lock = advisory_key(self._store.schema, *key)
-        self.first(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+        self.first(self.statements.advisory_lock, {"lock": advisory_key(self._store.schema, *key)})
 
     def lock_event_log(self) -> None:
         """Hand out event numbers in commit order (PostgreSQL; SQLite writers are serial)."""
@@ -575,6 +588,7 @@ class SqlAlchemyStore:
         self.backend = self._prepared.backend
         pg_schema, prefix = layout(schema, sqlite=self.backend == "sqlite")
         self.tables = build_tables(schema=pg_schema, prefix=prefix)
+        self._statements = Statements(self.tables, postgresql=self.backend == "postgresql")
         self._busy_timeout = busy_timeout
         dbapi = self._prepared.engine.dialect.loaded_dbapi
         self._dbapi_error: type[BaseException] | None = getattr(dbapi, "Error", None)

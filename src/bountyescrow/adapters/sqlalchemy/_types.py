@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from decimal import Decimal
 from typing import Any
 
@@ -98,6 +98,18 @@ class JsonDocument(sa.TypeDecorator[Any]):
         if dialect.name == "postgresql":
             return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
         return dialect.type_descriptor(sa.Text())
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from psycopg.types.json import Jsonb
+
+            # Encoded once, by psycopg with our `dumps`: the generic path below would encode,
+            # decode, and let the jsonb type encode again.
+            def to_jsonb(value: Any) -> Any:
+                return None if value is None else Jsonb(value, dumps)
+
+            return to_jsonb
+        return super().bind_processor(dialect)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
