@@ -133,3 +133,37 @@ class TestMaintenanceCommands:
         monkeypatch.delenv("STRIPE_API_KEY", raising=False)
         assert main(["recover", "--url", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
         assert "STRIPE_API_KEY" in capsys.readouterr().err
+
+
+class TestFailedWebhookEvents:
+    def test_lists_failed_events_oldest_first(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+        from bountyescrow.domain.records import WebhookEventRecord, WebhookStatus
+
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        store = SqlAlchemyStore(url)
+        store.migrate()
+        received = ManualClock().now()
+        with store.unit_of_work() as uow:
+            for event_id, status in (
+                ("evt_ok", WebhookStatus.PROCESSED),
+                ("evt_bad", WebhookStatus.FAILED),
+            ):
+                uow.webhook_events.save(
+                    WebhookEventRecord(
+                        id=event_id,
+                        type="transfer.created",
+                        status=status,
+                        received_at=received,
+                        error="EventNotReadyError: escrow esc_1 is not committed yet",
+                    )
+                )
+            uow.commit()
+        store.dispose()
+        assert main(["webhooks", "failed", "--url", url]) == 0
+        out = capsys.readouterr().out
+        assert "evt_bad\ttransfer.created\tattempts=1" in out
+        assert "evt_ok" not in out
+        assert "1 failed event(s)" in out

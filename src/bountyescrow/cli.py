@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         help="the namespace your app gives EscrowService, so operations the event starts use "
         "the same gateway idempotency keys (default: $BOUNTYESCROW_NAMESPACE or 'default')",
     )
+    failed = webhooks_sub.add_parser(
+        "failed",
+        help="list webhook events whose processing failed, oldest first",
+        description="List webhook events whose processing failed (id, type, attempts, "
+        "error), oldest first; replay each with `bountyescrow webhooks replay`.",
+    )
+    failed.add_argument("--url", required=True, help="SQLAlchemy database URL")
+    failed.add_argument("--schema", default="bountyescrow", help="PostgreSQL schema / prefix")
+    failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     for name, text in (
         ("recover", "re-drive operations left pending (run it every minute from cron)"),
         ("check", "check the money invariants over every escrow; exit 1 on a violation"),
@@ -117,6 +126,25 @@ def _replay(event_id: str, url: str, namespace: str, factory: ServiceFactory) ->
     return 0 if response.ok else 1
 
 
+def _list_failed(url: str, schema: str, limit: int) -> int:
+    # Reading the event log needs no gateway: the store alone answers.
+    try:
+        from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+    except ImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = SqlAlchemyStore(url, schema=schema)
+    try:
+        with store.unit_of_work() as uow:
+            records = uow.webhook_events.failed(limit=limit)
+    finally:
+        store.dispose()
+    for record in records:
+        print(f"{record.id}\t{record.type}\tattempts={record.attempts}\t{record.error or ''}")
+    print(f"{len(records)} failed event(s)")
+    return 0
+
+
 def _maintain(command: str, url: str, namespace: str, factory: ServiceFactory) -> int:
     try:
         with factory(url, namespace) as service:
@@ -151,6 +179,8 @@ def main(
 
         demo.run(db=args.db, schema=args.schema, as_json=args.json)
         return 0
+    if args.command == "webhooks" and args.webhooks_command == "failed":
+        return _list_failed(args.url, args.schema, args.limit)
     if args.command == "webhooks":
         return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)
     if args.command in ("recover", "check"):

@@ -177,6 +177,10 @@ class WebhookEventRepository(Protocol):
         """Insert or update the record."""
         ...
 
+    def failed(self, *, limit: int) -> list[WebhookEventRecord]:
+        """Records whose processing failed (to be replayed), oldest first."""
+        ...
+
     def prune(self, *, before: datetime) -> int:
         """Delete processed and ignored records received before `before`; return how many."""
         ...

@@ -140,6 +140,10 @@ class GatewayEventIntake(OperationDriver):
 
         self._tx(work)
 
+    def failed_events(self, *, limit: int = 100) -> list[WebhookEventRecord]:
+        """Gateway events whose processing failed, oldest first (replay them)."""
+        return self._read(lambda uow: uow.webhook_events.failed(limit=limit))
+
     def webhook_event(self, event_id: str) -> WebhookEventRecord | None:
         """The log record of a gateway event, if it was seen."""
         return self._read(lambda uow: uow.webhook_events.get(event_id))

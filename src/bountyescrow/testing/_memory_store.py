@@ -244,6 +244,10 @@ class _WebhookEvents:
     def save(self, record: WebhookEventRecord) -> None:
         self._s.webhook_events[record.id] = record
 
+    def failed(self, *, limit: int) -> list[WebhookEventRecord]:
+        found = [r for r in self._s.webhook_events.values() if r.status is WebhookStatus.FAILED]
+        return sorted(found, key=lambda r: (r.received_at, r.id))[:limit]
+
     def prune(self, *, before: datetime) -> int:
         old = [
             r.id

@@ -320,6 +320,16 @@ class _WebhookEvents(_Repository):
     def save(self, record: WebhookEventRecord) -> None:
         self._uow.run(self._sql.save_webhook_event, m.webhook_row(record))
 
+    def failed(self, *, limit: int) -> list[WebhookEventRecord]:
+        t = self._t.webhook_events
+        stmt = (
+            sa.select(t)
+            .where(t.c.status == WebhookStatus.FAILED.value)
+            .order_by(t.c.received_at, t.c.id)
+            .limit(limit)
+        )
+        return [m.webhook_from(row) for row in self._uow.all(stmt)]
+
     def prune(self, *, before: datetime) -> int:
         t = self._t.webhook_events
         kept = (WebhookStatus.PROCESSED.value, WebhookStatus.IGNORED.value)

@@ -1069,6 +1069,20 @@ class StoreContract:
             assert uow.webhook_events.get("evt_1") == processed
             assert uow.webhook_events.get("evt_2") is None
 
+    def test_failed_lists_failed_webhook_events_oldest_first(self, store: EscrowStore) -> None:
+        """Only failed events, by the time they were received, at most `limit` of them."""
+        failed = WebhookStatus.FAILED
+        with store.unit_of_work() as uow:
+            uow.webhook_events.save(make_webhook_event("evt_b", status=failed, received_at=T0))
+            uow.webhook_events.save(
+                make_webhook_event("evt_a", status=failed, received_at=T0 + MINUTE)
+            )
+            uow.webhook_events.save(make_webhook_event("evt_done", received_at=T0))
+            uow.commit()
+        with self.read(store) as uow:
+            assert [r.id for r in uow.webhook_events.failed(limit=10)] == ["evt_b", "evt_a"]
+            assert [r.id for r in uow.webhook_events.failed(limit=1)] == ["evt_b"]
+
     def test_prune_drops_old_processed_and_ignored_webhook_events(self, store: EscrowStore) -> None:
         """Failed events stay for replay; an event received exactly at the cutoff stays."""
         cutoff = T0 + timedelta(days=1)
