@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from bountyescrow.domain import ledger
 from bountyescrow.domain.escrow import Escrow
@@ -94,12 +94,3 @@ def violations(
             if n != 1:
                 problems.append(f"I4 {e.id}: succeeded {op.kind.value} {op.id} has {n} entries")
     return problems
-
-
-def ledger_balanced(entries: Iterable[JournalEntry]) -> bool:
-    """True when all postings across all accounts sum to zero per currency."""
-    totals: Counter[str] = Counter()
-    for entry in entries:
-        for posting in entry.postings:
-            totals[posting.amount.currency] += posting.amount.amount
-    return not any(totals.values())

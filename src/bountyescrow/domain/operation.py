@@ -89,8 +89,3 @@ class Operation:
         if self.kind in RESERVING_KINDS and self.status.open:
             return self.gross
         return Money.zero(self.gross.currency)
-
-    @property
-    def call_done(self) -> bool:
-        """True once the gateway has answered for this operation (it has an object id)."""
-        return self.gateway_ref is not None

@@ -117,17 +117,9 @@ class CommandRunner(OperationDriver, Reads):
         committed: list[DomainEvent] = []
 
         def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
-            if idempotency_key is not None:
-                record = idem.existing(
-                    uow,
-                    actor_id=actor.id,
-                    key=idempotency_key,
-                    action=action,
-                    print_=print_,
-                    now=now,
-                )
-                if record is not None and record.result_ref is not None:
-                    return Started(record.result_ref, new=False, key=record)
+            replay = self._replayed(uow, actor, idempotency_key, action, print_, now)
+            if replay is not None:
+                return replay
             escrow = uow.escrows.get(escrow_id, for_update=True)
             if escrow is None:
                 raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
@@ -137,14 +129,7 @@ class CommandRunner(OperationDriver, Reads):
             try:
                 outcome = decide(uow, escrow, now, op_id)
             except idem.STORED_ERRORS as exc:
-                if idempotency_key is None:
-                    raise
-                uow.idempotency.save(
-                    idem.store_error(
-                        self._idem_record(actor, idempotency_key, action, print_, now), exc
-                    )
-                )
-                return exc
+                return self._refused(uow, exc, actor, idempotency_key, action, print_, now)
             op = next(o for o in outcome.operations if o.id == op_id)
             sending = op.status is OperationStatus.PENDING and op.request is not None
             # Only an operation about to be sent is leased (and its key with it).
@@ -163,23 +148,92 @@ class CommandRunner(OperationDriver, Reads):
                 correlation_id=correlation_id,
                 new_operations=[op_id],
             )
-            key = None
-            if idempotency_key is not None:
-                key = attrs.evolve(
-                    self._idem_record(actor, idempotency_key, action, print_, now),
-                    result_kind="operation",
-                    result_ref=op_id,
-                    locked_until=lease,
-                )
-                uow.idempotency.save(key)
+            key = self._started_key(
+                uow,
+                actor,
+                idempotency_key,
+                action,
+                print_,
+                now,
+                kind="operation",
+                ref=op_id,
+                lease=lease,
+            )
             return Started(op_id, new=True, operation=op, key=key)
 
-        result = self._tx(work)
+        started = self._step1(self._tx(work))
+        self._publish(committed)
+        return started
+
+    def _replayed(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        key: str | None,
+        action: str,
+        print_: str,
+        now: datetime,
+    ) -> Started | None:
+        """The earlier call with this key, if there is one to replay (raises on a conflict)."""
+        if key is None:
+            return None
+        record = idem.existing(
+            uow, actor_id=actor.id, key=key, action=action, print_=print_, now=now
+        )
+        if record is None or record.result_ref is None:
+            return None
+        return Started(record.result_ref, new=False, key=record)
+
+    def _refused(
+        self,
+        uow: UnitOfWork,
+        exc: BountyEscrowError,
+        actor: Actor,
+        key: str | None,
+        action: str,
+        print_: str,
+        now: datetime,
+    ) -> BountyEscrowError:
+        """A definitive refusal: stored under the key (so a retry gets it again), or raised."""
+        if key is None:
+            raise exc
+        uow.idempotency.save(
+            idem.store_error(self._idem_record(actor, key, action, print_, now), exc)
+        )
+        return exc
+
+    def _started_key(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        key: str | None,
+        action: str,
+        print_: str,
+        now: datetime,
+        *,
+        kind: str,
+        ref: str,
+        lease: datetime | None,
+    ) -> IdempotencyRecord | None:
+        """Record a new call under its key, leased while the call runs."""
+        if key is None:
+            return None
+        record = attrs.evolve(
+            self._idem_record(actor, key, action, print_, now),
+            result_kind=kind,
+            result_ref=ref,
+            locked_until=lease,
+        )
+        uow.idempotency.save(record)
+        return record
+
+    @staticmethod
+    def _step1(result: Started | Denied | BountyEscrowError) -> Started:
+        """Raise what step 1 refused (after its commit kept the audit line or stored error)."""
         if isinstance(result, Denied):
             raise result.error
         if isinstance(result, BountyEscrowError):
             raise result
-        self._publish(committed)
         return result
 
     def _idem_record(

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from bountyescrow.domain import transitions as tr
-from bountyescrow.domain.escrow import Escrow
+from bountyescrow.domain.escrow import Escrow, EscrowStatus
 from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.fees import FeeSchedule
 from bountyescrow.domain.gateway_objects import (
@@ -140,17 +140,9 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         committed: list[DomainEvent] = []
 
         def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
-            if idempotency_key is not None:
-                record = idem.existing(
-                    uow,
-                    actor_id=actor.id,
-                    key=idempotency_key,
-                    action="open",
-                    print_=print_,
-                    now=now,
-                )
-                if record is not None and record.result_ref is not None:
-                    return Started(record.result_ref, new=False, key=record)
+            replay = self._replayed(uow, actor, idempotency_key, "open", print_, now)
+            if replay is not None:
+                return replay
             decision = self.policy.decide(actor, "open", None, {**params, "now": now})
             if not decision.allowed:
                 return self._deny(uow, actor, "open", None, decision.reason, correlation_id)
@@ -163,14 +155,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                             "allow_additional=True for a second one",
                             existing_id=other.id,
                         )
-                        if idempotency_key is None:
-                            raise exc
-                        uow.idempotency.save(
-                            idem.store_error(
-                                self._idem_record(actor, idempotency_key, "open", print_, now), exc
-                            )
-                        )
-                        return exc
+                        return self._refused(uow, exc, actor, idempotency_key, "open", print_, now)
             escrow = Escrow.new(
                 id=escrow_id,
                 bounty_id=bounty_id,
@@ -207,23 +192,21 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 new_operations=[op_id],
                 new_escrow=True,
             )
-            key = None
-            if idempotency_key is not None:
-                key = attrs.evolve(
-                    self._idem_record(actor, idempotency_key, "open", print_, now),
-                    result_kind="escrow",
-                    result_ref=escrow_id,
-                    locked_until=lease,
-                )
-                uow.idempotency.save(key)
+            key = self._started_key(
+                uow,
+                actor,
+                idempotency_key,
+                "open",
+                print_,
+                now,
+                kind="escrow",
+                ref=escrow_id,
+                lease=lease,
+            )
             [funding] = outcome.operations
             return Started(escrow_id, new=True, operation=funding, escrow=outcome.escrow, key=key)
 
-        result = self._tx(work)
-        if isinstance(result, Denied):
-            raise result.error
-        if isinstance(result, BountyEscrowError):
-            raise result
+        result = self._step1(self._tx(work))
         secret: str | None = None
         recorded: Escrow | None = None
         if result.new:
@@ -240,7 +223,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 secret = self._resume_funding(funding.id)
         # The escrow as the funding's step 3 committed it, or as it is now.
         escrow = recorded or self.get(result.ref)
-        if secret is None and escrow.payment_ref and escrow.status.value == "awaiting_funding":
+        if secret is None and escrow.payment_ref and escrow.status is EscrowStatus.AWAITING_FUNDING:
             try:
                 secret = self.gateway.get_payment(escrow.payment_ref).client_secret
             except GatewayError as exc:
