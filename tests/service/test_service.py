@@ -332,21 +332,6 @@ class TestRelease:
                 esc.id, payee_id=HUNTER, amount=usd(2_000), actor=POSTER, idempotency_key="r1"
             )
 
-    def test_a_definitive_error_is_stored_and_replayed(
-        self, service: EscrowService, fake: FakeGateway
-    ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        for _ in range(2):
-            with pytest.raises(errors.InsufficientFundsError):
-                service.release(
-                    esc.id,
-                    payee_id=HUNTER,
-                    amount=usd(90_000),
-                    actor=POSTER,
-                    idempotency_key="too-much",
-                )
-
 
 class TestUnknownOutcomes:
     def test_timeout_after_effect_returns_pending_and_recover_finishes_with_one_transfer(
@@ -541,6 +526,7 @@ class TestConcurrency:
             t.start()
         for t in threads:
             t.join()
+        assert len(outcomes) == 8 * 5  # no worker died of an undocumented error
         esc = service.get(esc.id)
         moved = sum(m.amount.amount for m in fake.movements) + esc.fees.amount
         assert moved == esc.funded.amount - esc.held.amount

@@ -500,6 +500,7 @@ class TestAtLeastOnceInAnyOrder:
         ]
         ledger = service.ledger(esc.id)
         events = service.events(limit=10_000)
+        assert seen
         for payload in seen:  # Stripe redelivers everything once more, days later
             assert post(dispatcher, fake, payload).status == 200
         assert service.ledger(esc.id) == ledger

@@ -340,7 +340,7 @@ class TestWsgi:
         length = str(dispatcher.max_body_bytes + 1)
         with nothing_written(store, service):
             result = call_wsgi(wsgi_app(dispatcher), content_length=length, stream=NoReading())
-        assert result.code == 400
+        assert (result.code, result.body) == (400, b'{"error":"body_too_large"}')
 
     def test_an_invalid_content_length_is_refused(
         self, service: EscrowService, dispatcher: WebhookDispatcher, store: InMemoryStore
@@ -410,7 +410,7 @@ class TestWsgi:
                 content_length=None,
                 **{"wsgi.input_terminated": True},
             )
-        assert result.code == 400
+        assert (result.code, result.body) == (400, b'{"error":"body_too_large"}')
 
     def test_a_path_limits_what_is_answered(self, dispatcher: WebhookDispatcher) -> None:
         app = wsgi_app(dispatcher, path="/stripe/webhooks")

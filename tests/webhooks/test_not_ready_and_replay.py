@@ -93,6 +93,7 @@ class TestNotCommittedYet:
         with hiding.hiding(escrow_id):
             response = post(late_dispatcher, fake, event)
         assert response.json() == {"status": "ignored", "event": event["id"]}
+        assert late.get(escrow_id).status is EscrowStatus.AWAITING_FUNDING
 
     def test_the_stored_payload_keeps_no_client_secret(
         self,
