@@ -19,6 +19,7 @@ from bountyescrow.testing.contracts._postgres import (
     new_schema_name,
     postgres_url_or_skip,
 )
+from tests.keys import new_key
 
 
 class TestDemo:
@@ -113,7 +114,7 @@ class TestMaintenanceCommands:
         fake.complete_onboarding(payee.account_ref)
         fake.deliver(service)
         fake.fail_next("transfer", error="unavailable")
-        op = service.release(esc.id, payee_id="hunter", actor=poster)
+        op = service.release(esc.id, payee_id="hunter", actor=poster, idempotency_key=new_key())
         clock.advance(timedelta(minutes=5))
 
         assert main(["recover", "--url", "unused"], service_factory=self.factory(service)) == 0

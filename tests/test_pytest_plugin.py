@@ -32,7 +32,7 @@ def test_open_pay_release(escrow_service, fake_gateway, escrow_clock, escrow_sto
     payee = escrow_service.register_payee("u2", email="h@example.com", country="US")
     fake_gateway.complete_onboarding(payee.account_ref)
     fake_gateway.deliver(escrow_service)
-    op = escrow_service.release(esc.id, payee_id="u2", actor=poster)
+    op = escrow_service.release(esc.id, payee_id="u2", actor=poster, idempotency_key="k1")
     assert op.status is OperationStatus.SUCCEEDED
     assert (op.gross, op.fee, op.net) == (usd(25_000), usd(2_500), usd(22_500))
     assert [(m.kind, m.amount) for m in fake_gateway.movements] == [("transfer", usd(22_500))]

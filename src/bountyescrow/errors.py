@@ -172,6 +172,26 @@ class IdempotencyMismatchError(GatewayError):
     outcome_unknown = True
 
 
+class IdempotencyKeyInUseError(GatewayError):
+    """Another request with this idempotency key is still running at the gateway (Stripe's 409
+    ``idempotency_key_in_use``, which the SDK's own retries can cause).
+
+    The outcome is unknown: the other request may move the money. Not a bug and not an alert;
+    the operation stays pending and is looked at again after a short backoff.
+    """
+
+    outcome_unknown = True
+
+
+class PlatformBalanceInsufficientError(GatewayError):
+    """The platform's gateway balance cannot cover a transfer (``balance_insufficient``).
+
+    The escrowed money was paid out of the platform balance (a reserve breach): nothing moved,
+    the release stays pending with a backoff and an alert is raised, so it goes out once the
+    balance is topped up. `outcome_unknown` is false: nothing moved under this key.
+    """
+
+
 class GatewayAuthenticationError(GatewayError, ConfigurationError):
     """The gateway refused our credentials: a configuration error, not a payment outcome."""
 
@@ -217,6 +237,7 @@ __all__ = [
     "GatewayUnavailableError",
     "IdempotencyConflictError",
     "IdempotencyInProgressError",
+    "IdempotencyKeyInUseError",
     "IdempotencyMismatchError",
     "InsufficientFundsError",
     "InsufficientPayeeBalanceError",
@@ -226,6 +247,7 @@ __all__ = [
     "PaymentAlreadySettledError",
     "PaymentDeclinedError",
     "PermissionDeniedError",
+    "PlatformBalanceInsufficientError",
     "ReversalFailedError",
     "SignatureVerificationError",
     "StorageError",

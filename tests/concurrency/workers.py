@@ -281,6 +281,7 @@ def _actor_thread(
             payee, amount = rng.choice(PAYEES), None  # everything still available
         else:
             payee, amount = rng.choice(PAYEES), Money(rng.randrange(300, 2_000), "usd")
+        key = key or f"{escrow_id}:release:{rng.random()}"
         if rng.random() < 0.15:
             fake.fail_next("transfer", error=rng.choice(["unavailable", "timeout_after_effect"]))
         with tally.call("release"):
@@ -299,6 +300,7 @@ def _actor_thread(
             amount = None
         else:
             amount = Money(rng.randrange(200, 1_500), "usd")
+        key = key or f"{escrow_id}:refund:{rng.random()}"
         if rng.random() < 0.15:
             fake.fail_next("refund", error=rng.choice(["unavailable", "timeout_after_effect"]))
         with tally.call("refund"):

@@ -14,6 +14,7 @@ import pytest
 
 from bountyescrow import Actor, EscrowService, EscrowSettings, Money, errors
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, ready_payee, usd
 
@@ -134,20 +135,28 @@ class TestAmounts:
         self, world: World, command: str, amount: object, words: tuple[str, ...]
     ) -> None:
         service, esc_id = world.service, world.escrow_id
-        release = service.release(esc_id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER)
+        release = service.release(
+            esc_id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
         calls: dict[str, Callable[[], object]] = {
             "release": lambda: service.release(
-                esc_id, payee_id=HUNTER, amount=amount, actor=POSTER
+                esc_id, payee_id=HUNTER, amount=amount, actor=POSTER, idempotency_key=new_key()
             ),
-            "refund": lambda: service.refund(esc_id, amount=amount, actor=ADMIN),
-            "reverse": lambda: service.reverse(esc_id, release.id, amount=amount, actor=ADMIN),
+            "refund": lambda: service.refund(
+                esc_id, amount=amount, actor=ADMIN, idempotency_key=new_key()
+            ),
+            "reverse": lambda: service.reverse(
+                esc_id, release.id, amount=amount, actor=ADMIN, idempotency_key=new_key()
+            ),
         }
         refused(world.snapshot(), calls[command], errors.ValidationError, *words)
 
     def test_a_small_release_is_not_held_to_the_minimum_charge(self, world: World) -> None:
         """The minimum charge applies to the payment, not to what is paid out of it."""
         service, esc_id = world.service, world.escrow_id
-        op = service.release(esc_id, payee_id=HUNTER, amount=usd(40), actor=POSTER)
+        op = service.release(
+            esc_id, payee_id=HUNTER, amount=usd(40), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.net == usd(36)
 
 
@@ -176,8 +185,12 @@ class TestCurrencies:
         ready_payee(service, fake)
         eur = Money(1_000, "eur")
         calls: dict[str, Callable[[], object]] = {
-            "release": lambda: service.release(esc.id, payee_id=HUNTER, amount=eur, actor=POSTER),
-            "refund": lambda: service.refund(esc.id, amount=eur, actor=ADMIN),
+            "release": lambda: service.release(
+                esc.id, payee_id=HUNTER, amount=eur, actor=POSTER, idempotency_key=new_key()
+            ),
+            "refund": lambda: service.refund(
+                esc.id, amount=eur, actor=ADMIN, idempotency_key=new_key()
+            ),
         }
         guard = NothingWritten(service, store, fake)
         refused(guard, calls[command], errors.ValidationError, "eur", "usd", esc.id)
@@ -206,9 +219,13 @@ class TestIdsAndActors:
     def test_unknown_escrow(self, world: World, command: str) -> None:
         service = world.service
         calls: dict[str, Callable[[], object]] = {
-            "release": lambda: service.release("esc_nope", payee_id=HUNTER, actor=POSTER),
-            "refund": lambda: service.refund("esc_nope", actor=ADMIN),
-            "reverse": lambda: service.reverse("esc_nope", "op_nope", actor=ADMIN),
+            "release": lambda: service.release(
+                "esc_nope", payee_id=HUNTER, actor=POSTER, idempotency_key=new_key()
+            ),
+            "refund": lambda: service.refund("esc_nope", actor=ADMIN, idempotency_key=new_key()),
+            "reverse": lambda: service.reverse(
+                "esc_nope", "op_nope", actor=ADMIN, idempotency_key=new_key()
+            ),
             "cancel": lambda: service.cancel("esc_nope", actor=POSTER),
             "clear_fraud_warning": lambda: service.clear_fraud_warning("esc_nope", actor=ADMIN),
         }
@@ -225,7 +242,7 @@ class TestIdsAndActors:
         service, esc_id = world.service, world.escrow_id
         refused(
             world.snapshot(),
-            lambda: service.reverse(esc_id, "op_nope", actor=ADMIN),
+            lambda: service.reverse(esc_id, "op_nope", actor=ADMIN, idempotency_key=new_key()),
             errors.OperationNotFoundError,
             "op_nope",
         )
@@ -235,10 +252,12 @@ class TestIdsAndActors:
     ) -> None:
         service, esc_id = world.service, world.escrow_id
         other = funded(service, fake, bounty="b2")
-        release = service.release(other.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER)
+        release = service.release(
+            other.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
+        )
         refused(
             world.snapshot(),
-            lambda: service.reverse(esc_id, release.id, actor=ADMIN),
+            lambda: service.reverse(esc_id, release.id, actor=ADMIN, idempotency_key=new_key()),
             errors.OperationNotFoundError,
             release.id,
             esc_id,
@@ -257,7 +276,9 @@ class TestIdsAndActors:
         service, esc_id = world.service, world.escrow_id
         refused(
             world.snapshot(),
-            lambda: service.release(esc_id, payee_id="nobody", actor=POSTER),
+            lambda: service.release(
+                esc_id, payee_id="nobody", actor=POSTER, idempotency_key=new_key()
+            ),
             errors.PayeeNotFoundError,
             "nobody",
             "register_payee",
@@ -275,7 +296,7 @@ class TestIdsAndActors:
         service, esc_id = world.service, world.escrow_id
         refused(
             world.snapshot(),
-            lambda: service.release(esc_id, payee_id="", actor=POSTER),
+            lambda: service.release(esc_id, payee_id="", actor=POSTER, idempotency_key=new_key()),
             errors.ValidationError,
             "payee_id",
         )
@@ -287,8 +308,10 @@ class TestIdsAndActors:
         service, esc_id = world.service, world.escrow_id
         for call in (
             open_with(service, actor=actor),
-            lambda: service.release(esc_id, payee_id=HUNTER, actor=actor),
-            lambda: service.refund(esc_id, actor=actor),
+            lambda: service.release(
+                esc_id, payee_id=HUNTER, actor=actor, idempotency_key=new_key()
+            ),
+            lambda: service.refund(esc_id, actor=actor, idempotency_key=new_key()),
             lambda: service.cancel(esc_id, actor=actor),
         ):
             refused(world.snapshot(), call, errors.ValidationError, "actor", "Actor")
@@ -365,3 +388,47 @@ class TestConstruction:
     def test_settings_refuse_an_unknown_currency(self) -> None:
         with pytest.raises(ValueError, match="unknown currencies"):
             EscrowSettings(settlement_currencies=frozenset({"USD"}))
+
+
+class TestIdempotencyKeyRequired:
+    """Money-moving calls without an idempotency key are refused: a double click must not
+    become two transfers."""
+
+    @pytest.mark.parametrize("key", [None, "", "   ", 42])
+    @pytest.mark.parametrize("command", ["release", "refund", "reverse"])
+    def test_money_moving_commands_refuse_a_missing_key(
+        self, world: World, command: str, key: object
+    ) -> None:
+        service, esc_id = world.service, world.escrow_id
+        release = service.release(
+            esc_id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
+        calls: dict[str, Callable[[], object]] = {
+            "release": lambda: service.release(
+                esc_id,
+                payee_id=HUNTER,
+                actor=POSTER,
+                idempotency_key=key,  # type: ignore[arg-type]
+            ),
+            "refund": lambda: service.refund(esc_id, actor=ADMIN, idempotency_key=key),  # type: ignore[arg-type]
+            "reverse": lambda: service.reverse(
+                esc_id,
+                release.id,
+                actor=ADMIN,
+                idempotency_key=key,  # type: ignore[arg-type]
+            ),
+        }
+        refused(
+            world.snapshot(), calls[command], errors.ValidationError, command, "idempotency_key"
+        )
+
+    def test_two_identical_releases_with_one_key_move_the_money_once(self, world: World) -> None:
+        service, esc_id = world.service, world.escrow_id
+        first = service.release(
+            esc_id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="click"
+        )
+        second = service.release(
+            esc_id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="click"
+        )
+        assert second.id == first.id
+        assert [m.kind for m in world.fake.movements] == ["transfer"]

@@ -22,6 +22,7 @@ from bountyescrow import (
     errors,
 )
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 
@@ -32,9 +33,11 @@ def story(service: EscrowService, fake: FakeGateway) -> str:
     """Fund, pay out part, refund part, reverse a release: many events on one escrow."""
     esc = funded(service, fake)
     ready_payee(service, fake)
-    release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
-    service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
-    service.reverse(esc.id, release.id, actor=ADMIN)
+    release = service.release(
+        esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+    )
+    service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
+    service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
     fake.deliver(service)
     return esc.id
 
@@ -79,7 +82,7 @@ class TestOutbox:
         last = service.events(limit=10_000)[-1].seq
         assert last is not None
         assert service.events(after=last) == []
-        service.refund(esc.id, amount=usd(1_000), actor=ADMIN)
+        service.refund(esc.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key())
         new = service.events(after=last)
         assert [e.type for e in new] == ["operation.created", "operation.succeeded"]
         assert {e.escrow_id for e in new} == {esc.id}
@@ -169,7 +172,7 @@ class TestHooks:
         esc = funded(service, fake)
         ready_payee(service, fake)
         with caplog.at_level(logging.ERROR, logger="bountyescrow"):
-            op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).status is EscrowStatus.RELEASED
         assert len(fake.movements) == 1
@@ -199,10 +202,23 @@ class TestAuditTrail:
         fake.deliver(service)
         ready_payee(service, fake)
         release = service.release(
-            opened.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, correlation_id="req-rel"
+            opened.id,
+            payee_id=HUNTER,
+            amount=usd(10_000),
+            actor=POSTER,
+            correlation_id="req-rel",
+            idempotency_key=new_key(),
         )
-        refund = service.refund(opened.id, amount=usd(5_000), actor=ADMIN, correlation_id="req-ref")
-        reversal = service.reverse(opened.id, release.id, actor=ADMIN, correlation_id="req-rev")
+        refund = service.refund(
+            opened.id,
+            amount=usd(5_000),
+            actor=ADMIN,
+            correlation_id="req-ref",
+            idempotency_key=new_key(),
+        )
+        reversal = service.reverse(
+            opened.id, release.id, actor=ADMIN, correlation_id="req-rev", idempotency_key=new_key()
+        )
         (funding_id,) = [
             op.id for op in service.operations(opened.id) if op.kind is OperationKind.FUNDING
         ]
@@ -239,7 +255,9 @@ class TestAuditTrail:
 
         esc = funded(service, fake)
         service.register_payee("hunter-2", country="US")
-        waiting = service.release(esc.id, payee_id="hunter-2", actor=POSTER)
+        waiting = service.release(
+            esc.id, payee_id="hunter-2", actor=POSTER, idempotency_key=new_key()
+        )
         service.cancel_operation(waiting.id, actor=POSTER, correlation_id="req-co")
         record = audit_of(service, esc.id, "cancel_operation")
         assert (record.actor_id, record.operation_id, record.correlation_id) == (
@@ -301,7 +319,9 @@ class TestAuditTrail:
     ) -> None:
         esc = funded(service, fake)
         with pytest.raises(errors.PermissionDeniedError):
-            service.refund(esc.id, actor=Actor("mallory"), correlation_id="req-x")
+            service.refund(
+                esc.id, actor=Actor("mallory"), correlation_id="req-x", idempotency_key=new_key()
+            )
         record = service.audit_trail(esc.id)[-1]
         assert (record.actor_id, record.action, record.allowed) == ("mallory", "refund", False)
         assert record.correlation_id == "req-x"
@@ -357,11 +377,15 @@ class TestSecretsStayOut:
         fake.complete_onboarding(payee.account_ref)
         deliver_with_payloads(fake, service)
         with pytest.raises(errors.PermissionDeniedError):
-            service.release(esc.id, payee_id=HUNTER, actor=Actor("mallory"))
+            service.release(
+                esc.id, payee_id=HUNTER, actor=Actor("mallory"), idempotency_key=new_key()
+            )
         fake.fail_next("transfer", error="timeout_after_effect")
-        service.release(esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
         fake.fail_next("refund", error="idempotency_mismatch")
-        service.refund(esc.id, amount=usd(1_000), actor=ADMIN)
+        service.refund(esc.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key())
         clock.advance(timedelta(minutes=10))
         service.recover()
         deliver_with_payloads(fake, service)

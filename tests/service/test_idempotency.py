@@ -17,6 +17,7 @@ from bountyescrow import (
 )
 from bountyescrow.domain.gateway_objects import CreateTransfer, TransferSnapshot
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 from .crashing import Crash
@@ -98,7 +99,9 @@ class TestSameKeySameParameters:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         first = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key="v")
         again = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key="v")
         assert again.id == first.id
@@ -168,7 +171,9 @@ class TestStoredErrors:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        big = service.release(esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER)
+        big = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         def ask() -> errors.InsufficientFundsError:
             with pytest.raises(errors.InsufficientFundsError) as info:
@@ -178,7 +183,7 @@ class TestStoredErrors:
             return info.value
 
         first = ask()
-        service.reverse(esc.id, big.id, actor=ADMIN)
+        service.reverse(esc.id, big.id, actor=ADMIN, idempotency_key=new_key())
         assert service.get(esc.id).available == usd(25_000)  # the call would succeed now
         again = ask()
         assert again.message == first.message

@@ -8,6 +8,7 @@ import pytest
 
 from bountyescrow import EscrowService, EscrowStatus, OperationStatus, errors
 from bountyescrow.testing import FakeGateway, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 from .crashing import Crash
@@ -60,7 +61,9 @@ class TestWaitingReleases:
     ) -> None:
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is OperationStatus.AWAITING_PAYEE
         waiting = service.get(esc.id)
         assert (waiting.held, waiting.reserved, waiting.available) == (
@@ -83,7 +86,9 @@ class TestWaitingReleases:
         ops = []
         for bounty in ("b1", "b2", "b3"):
             esc = funded(service, fake, amount=10_000, bounty=bounty)
-            ops.append(service.release(esc.id, payee_id=HUNTER, actor=POSTER))
+            ops.append(
+                service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+            )
         assert {op.status for op in ops} == {OperationStatus.AWAITING_PAYEE}
         fake.complete_onboarding(payee.account_ref)
         fake.deliver(service, duplicate=True)
@@ -104,7 +109,7 @@ class TestWaitingReleases:
         )
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         fake.complete_onboarding(payee.account_ref)
         with pytest.raises(Crash):
             fake.deliver(dying)
@@ -124,7 +129,7 @@ class TestWaitingReleases:
         fake.deliver(service)
         assert service.get_payee(HUNTER).ready is False
         assert "payee.not_ready" in event_types(service)
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert fake.movements == []
 
@@ -134,7 +139,9 @@ class TestWaitingReleases:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="destination_not_ready")
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert op.error
         assert service.get_payee(HUNTER).ready is False
@@ -149,7 +156,7 @@ class TestWaitingReleases:
         account = service.get_payee(HUNTER).account_ref
         fake.restrict(account)
         fake.deliver(service)
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.AWAITING_PAYEE
         fake.complete_onboarding(account)
         fake.deliver(service)
@@ -160,7 +167,9 @@ class TestWaitingReleases:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         account = service.get_payee(HUNTER).account_ref
         payout = fake.payout(account, usd(9_000), failed=True)
         fake.deliver(service)
@@ -170,7 +179,9 @@ class TestWaitingReleases:
     def test_a_paid_payout_is_no_event(self, service: EscrowService, fake: FakeGateway) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         fake.payout(service.get_payee(HUNTER).account_ref, usd(9_000))
         before = event_types(service)
         fake.deliver(service)
@@ -190,16 +201,16 @@ class TestFraudWarnings:
         assert frozen.status is EscrowStatus.DISPUTED
         assert frozen.frozen
         with pytest.raises(errors.EscrowFrozenError, match="frozen"):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=ADMIN)
-        refund = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+            service.release(esc.id, payee_id=HUNTER, actor=ADMIN, idempotency_key=new_key())
+        refund = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         assert refund.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).refunded == usd(5_000)
         cleared = service.clear_fraud_warning(esc.id, actor=ADMIN)
         assert not cleared.frozen
         assert cleared.status is EscrowStatus.PARTIALLY_SETTLED
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).status is EscrowStatus.SETTLED
 
@@ -208,12 +219,14 @@ class TestFraudWarnings:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert esc.payment_ref is not None
         fake.early_fraud_warning(esc.payment_ref)
         fake.deliver(service)
         with pytest.raises(errors.EscrowFrozenError):
-            service.reverse(esc.id, release.id, actor=ADMIN)
+            service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
         assert [m.kind for m in fake.movements] == ["transfer"]
 
     def test_the_same_warning_delivered_twice_freezes_once(
@@ -241,15 +254,15 @@ class TestDisputes:
         assert inquired.status is EscrowStatus.DISPUTED
         assert (inquired.held, inquired.dispute_withdrawn) == (usd(25_000), usd(0))
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         fake.close_dispute(esc.payment_ref)
         fake.deliver(service)
         closed = service.get(esc.id)
         assert closed.status is EscrowStatus.FUNDED
         assert closed.held == usd(25_000)
-        assert service.release(esc.id, payee_id=HUNTER, actor=POSTER).status is (
-            OperationStatus.SUCCEEDED
-        )
+        assert service.release(
+            esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key()
+        ).status is (OperationStatus.SUCCEEDED)
 
     def test_a_lost_dispute_leaves_the_money_withdrawn_and_the_escrow_settles(
         self, service: EscrowService, fake: FakeGateway
@@ -277,7 +290,9 @@ class TestDisputes:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert esc.payment_ref is not None
         fake.open_dispute(esc.payment_ref)  # the whole 25,000
         fake.deliver(service)
@@ -295,7 +310,9 @@ class TestDisputes:
     ) -> None:
         esc = funded(service, fake)
         service.register_payee(HUNTER, country="US")
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert esc.payment_ref is not None
         fake.open_dispute(esc.payment_ref, amount=usd(20_000))
         fake.deliver(service)
@@ -379,9 +396,13 @@ class TestReserveAndHoldLimits:
         funded(service, fake, amount=10_000, bounty="b2")
         open_escrow(service, amount=5_000, bounty="b3")  # not funded: nothing held
         ready_payee(service, fake)
-        service.release(a.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER)
+        service.release(
+            a.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER, idempotency_key=new_key()
+        )
         service.register_payee("hunter-2", country="US")
-        service.release(a.id, payee_id="hunter-2", amount=usd(1_000), actor=POSTER)  # waits
+        service.release(
+            a.id, payee_id="hunter-2", amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
+        )  # waits
         held = sum((e.held.amount for e in service.find()), 0)
         assert held == 21_000 + 10_000  # the waiting 1,000 is still held
         assert service.required_reserve("usd") == usd(held)
@@ -395,7 +416,7 @@ class TestReserveAndHoldLimits:
         emptied = funded(service, fake, bounty="emptied")
         clock.advance(timedelta(seconds=1))
         assert [e.id for e in service.nearing_max_hold(within=timedelta(days=7))] == [old.id]
-        service.refund(emptied.id, actor=ADMIN)
+        service.refund(emptied.id, actor=ADMIN, idempotency_key=new_key())
         clock.advance(timedelta(days=84))
         listed = {e.id for e in service.nearing_max_hold(within=timedelta(days=7))}
         assert emptied.id not in listed

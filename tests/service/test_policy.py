@@ -25,6 +25,7 @@ from bountyescrow import (
     errors,
 )
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 
@@ -50,7 +51,9 @@ def _paid_to_hunter(service: EscrowService, fake: FakeGateway) -> tuple[str, Ope
     """A funded escrow of 25,000 from which the poster released 5,000 to the hunter."""
     esc = funded(service, fake)
     ready_payee(service, fake)
-    release = service.release(esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER)
+    release = service.release(
+        esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+    )
     assert release.status is OperationStatus.SUCCEEDED
     return esc.id, release
 
@@ -83,7 +86,9 @@ def _release(service: EscrowService, fake: FakeGateway) -> Scene:
     esc_id, _ = _paid_to_hunter(service, fake)
     return Scene(
         esc_id,
-        lambda actor: service.release(esc_id, payee_id=HUNTER, amount=usd(1_000), actor=actor),
+        lambda actor: service.release(
+            esc_id, payee_id=HUNTER, amount=usd(1_000), actor=actor, idempotency_key=new_key()
+        ),
         lambda op: op.status is OperationStatus.SUCCEEDED,
     )
 
@@ -92,7 +97,9 @@ def _refund(service: EscrowService, fake: FakeGateway) -> Scene:
     esc_id, _ = _paid_to_hunter(service, fake)
     return Scene(
         esc_id,
-        lambda actor: service.refund(esc_id, amount=usd(1_000), actor=actor),
+        lambda actor: service.refund(
+            esc_id, amount=usd(1_000), actor=actor, idempotency_key=new_key()
+        ),
         lambda op: op.status is OperationStatus.SUCCEEDED,
     )
 
@@ -101,7 +108,7 @@ def _reverse(service: EscrowService, fake: FakeGateway) -> Scene:
     esc_id, release = _paid_to_hunter(service, fake)
     return Scene(
         esc_id,
-        lambda actor: service.reverse(esc_id, release.id, actor=actor),
+        lambda actor: service.reverse(esc_id, release.id, actor=actor, idempotency_key=new_key()),
         lambda op: op.status is OperationStatus.SUCCEEDED,
     )
 
@@ -109,7 +116,9 @@ def _reverse(service: EscrowService, fake: FakeGateway) -> Scene:
 def _cancel_operation(service: EscrowService, fake: FakeGateway) -> Scene:
     esc_id, _ = _paid_to_hunter(service, fake)
     service.register_payee(WAITING_HUNTER, country="US")
-    waiting = service.release(esc_id, payee_id=WAITING_HUNTER, amount=usd(2_000), actor=POSTER)
+    waiting = service.release(
+        esc_id, payee_id=WAITING_HUNTER, amount=usd(2_000), actor=POSTER, idempotency_key=new_key()
+    )
     assert waiting.status is OperationStatus.AWAITING_PAYEE
     return Scene(
         esc_id,
@@ -261,8 +270,13 @@ class TestRoleBasedPolicyThroughTheService:
         )
         esc = funded(service, fake)
         with pytest.raises(errors.PermissionDeniedError):
-            service.refund(esc.id, amount=usd(1_000), actor=ADMIN)
-        op = service.refund(esc.id, amount=usd(1_000), actor=Actor("ops-1", roles={"ops"}))
+            service.refund(esc.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key())
+        op = service.refund(
+            esc.id,
+            amount=usd(1_000),
+            actor=Actor("ops-1", roles={"ops"}),
+            idempotency_key=new_key(),
+        )
         assert op.status is OperationStatus.SUCCEEDED
         assert service.check_invariants() == []
 
@@ -287,7 +301,7 @@ class TestReleaseToThePoster:
         ready_payee(service, fake, POSTER.id)
         before = money_state(service, fake, esc.id)
         with pytest.raises(errors.PermissionDeniedError, match="own poster"):
-            service.release(esc.id, payee_id=POSTER.id, actor=actor)
+            service.release(esc.id, payee_id=POSTER.id, actor=actor, idempotency_key=new_key())
         assert money_state(service, fake, esc.id) == before
         assert denials(service, esc.id) == [(actor.id, "release")]
 
@@ -316,7 +330,7 @@ class TestMinHoldBeforeRelease:
         ready_payee(guarded, fake)
         clock.advance(self.HOLD - timedelta(minutes=1))
         with pytest.raises(errors.PermissionDeniedError, match="held"):
-            guarded.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            guarded.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert fake.movements == []
         assert guarded.get(esc.id).available == usd(25_000)
         assert denials(guarded, esc.id) == [(POSTER.id, "release")]
@@ -327,16 +341,16 @@ class TestMinHoldBeforeRelease:
         esc = funded(guarded, fake)
         ready_payee(guarded, fake)
         with pytest.raises(errors.PermissionDeniedError):
-            guarded.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            guarded.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         clock.advance(self.HOLD)
-        op = guarded.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = guarded.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.SUCCEEDED
         assert guarded.get(esc.id).status is EscrowStatus.RELEASED
 
     def test_an_admin_is_exempt(self, guarded: EscrowService, fake: FakeGateway) -> None:
         esc = funded(guarded, fake)
         ready_payee(guarded, fake)
-        op = guarded.release(esc.id, payee_id=HUNTER, actor=ADMIN)
+        op = guarded.release(esc.id, payee_id=HUNTER, actor=ADMIN, idempotency_key=new_key())
         assert op.status is OperationStatus.SUCCEEDED
 
 

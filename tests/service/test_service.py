@@ -17,6 +17,7 @@ from bountyescrow import (
     errors,
 )
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 
@@ -220,7 +221,9 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is OperationStatus.SUCCEEDED
         assert (op.gross, op.fee, op.net) == (usd(10_000), usd(1_000), usd(9_000))
         esc = service.get(esc.id)
@@ -237,8 +240,10 @@ class TestRelease:
         esc = funded(service, fake)
         ready_payee(service, fake, "h1")
         ready_payee(service, fake, "h2")
-        service.release(esc.id, payee_id="h1", amount=usd(5_000), actor=POSTER)
-        service.release(esc.id, payee_id="h2", actor=POSTER)
+        service.release(
+            esc.id, payee_id="h1", amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
+        service.release(esc.id, payee_id="h2", actor=POSTER, idempotency_key=new_key())
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.RELEASED
         assert esc.held == usd(0)
@@ -248,7 +253,7 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert service.get(esc.id).available == usd(0)
         assert fake.movements == []
@@ -262,7 +267,7 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         cancelled = service.cancel_operation(op.id, actor=POSTER)
         assert cancelled.status is OperationStatus.CANCELLED
         assert service.get(esc.id).available == usd(25_000)
@@ -272,11 +277,15 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        commits = store.commits
+        before = service.operations(esc.id)
         with pytest.raises(errors.InsufficientFundsError) as info:
-            service.release(esc.id, payee_id=HUNTER, amount=usd(30_000), actor=POSTER)
+            service.release(
+                esc.id, payee_id=HUNTER, amount=usd(30_000), actor=POSTER, idempotency_key=new_key()
+            )
         assert info.value.available == usd(25_000)
-        assert store.commits == commits
+        # Only the refusal is stored, under its idempotency key (DESIGN §11): no money state.
+        assert service.operations(esc.id) == before
+        assert service.get(esc.id) == esc
 
     def test_releasing_to_the_poster_is_refused(
         self, service: EscrowService, fake: FakeGateway
@@ -285,7 +294,7 @@ class TestRelease:
         ready_payee(service, fake, POSTER.id)
         for actor in (POSTER, ADMIN):
             with pytest.raises(errors.PermissionDeniedError):
-                service.release(esc.id, payee_id=POSTER.id, actor=actor)
+                service.release(esc.id, payee_id=POSTER.id, actor=actor, idempotency_key=new_key())
 
     def test_the_domain_refuses_it_even_under_a_policy_that_allows_everything(
         self, store: InMemoryStore, fake: FakeGateway, clock: ManualClock
@@ -298,7 +307,7 @@ class TestRelease:
         esc = funded(service, fake)
         ready_payee(service, fake, POSTER.id)
         with pytest.raises(errors.ValidationError):
-            service.release(esc.id, payee_id=POSTER.id, actor=ADMIN)
+            service.release(esc.id, payee_id=POSTER.id, actor=ADMIN, idempotency_key=new_key())
 
     def test_a_stranger_cannot_release_and_the_denial_is_audited(
         self, service: EscrowService, fake: FakeGateway
@@ -306,13 +315,15 @@ class TestRelease:
         esc = funded(service, fake)
         ready_payee(service, fake)
         with pytest.raises(errors.PermissionDeniedError):
-            service.release(esc.id, payee_id=HUNTER, actor=Actor("mallory"))
+            service.release(
+                esc.id, payee_id=HUNTER, actor=Actor("mallory"), idempotency_key=new_key()
+            )
         denied = [r for r in service.audit_trail(esc.id) if not r.allowed]
         assert [(r.actor_id, r.action) for r in denied] == [("mallory", "release")]
 
     def test_unknown_escrow(self, service: EscrowService) -> None:
         with pytest.raises(errors.EscrowNotFoundError):
-            service.release("esc_nope", payee_id=HUNTER, actor=POSTER)
+            service.release("esc_nope", payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
 
     def test_same_key_replays_the_operation(
         self, service: EscrowService, fake: FakeGateway
@@ -340,7 +351,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="timeout_after_effect")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.PENDING
         clock.advance(__import__("datetime").timedelta(minutes=5))
         service.recover()
@@ -353,7 +364,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="unavailable")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.PENDING
         assert fake.movements == []
         clock.advance(__import__("datetime").timedelta(minutes=5))
@@ -369,7 +380,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="server_error")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         clock.advance(timedelta(minutes=5))
         service.recover()  # same key: Stripe replays the 500
         assert service.get_operation(op.id).status is OperationStatus.PENDING
@@ -386,7 +397,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="invalid")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.FAILED
         assert op.error
         assert service.get(esc.id).available == usd(25_000)
@@ -397,14 +408,14 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="destination_not_ready")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert op.status is OperationStatus.AWAITING_PAYEE
 
 
 class TestRefundAndReverse:
     def test_admin_partial_refund(self, service: EscrowService, fake: FakeGateway) -> None:
         esc = funded(service, fake)
-        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         assert op.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).refunded == usd(5_000)
 
@@ -413,14 +424,14 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         with pytest.raises(errors.PermissionDeniedError):
-            service.refund(esc.id, actor=POSTER)
+            service.refund(esc.id, actor=POSTER, idempotency_key=new_key())
 
     def test_a_pending_refund_that_fails_gives_the_money_back(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
         fake.hold_refunds(True)
-        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         assert op.status is OperationStatus.PENDING
         assert service.get(esc.id).available == usd(20_000)
         assert op.gateway_ref
@@ -435,8 +446,10 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
-        rev = service.reverse(esc.id, release.id, actor=ADMIN)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
+        rev = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
         assert rev.status is OperationStatus.SUCCEEDED
         esc = service.get(esc.id)
         assert esc.held == usd(25_000)
@@ -448,8 +461,10 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
-        service.refund(esc.id, actor=ADMIN, reverse_releases=True)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
+        service.refund(esc.id, actor=ADMIN, reverse_releases=True, idempotency_key=new_key())
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.REFUNDED
         assert esc.refunded == usd(25_000)
@@ -459,11 +474,13 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         payee = service.get_payee(HUNTER)
         fake.payout(payee.account_ref, usd(9_000))
         with pytest.raises(errors.ReversalFailedError) as info:
-            service.refund(esc.id, actor=ADMIN, reverse_releases=True)
+            service.refund(esc.id, actor=ADMIN, reverse_releases=True, idempotency_key=new_key())
         assert info.value.shortfall == usd(9_000)
         assert service.get(esc.id).refunded == usd(0)
         assert service.get_operation(release.id).status is OperationStatus.SUCCEEDED
@@ -482,7 +499,7 @@ class TestDisputesAndOutsideChanges:
         assert frozen.status is EscrowStatus.DISPUTED
         assert frozen.held == usd(0)
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER)
+            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         fake.close_dispute(esc.payment_ref, won=True)
         fake.deliver(service)
         esc = service.get(esc.id)
@@ -514,9 +531,17 @@ class TestConcurrency:
             for i in range(5):
                 try:
                     if (n + i) % 2:
-                        service.release(esc.id, payee_id=HUNTER, amount=usd(1_500), actor=POSTER)
+                        service.release(
+                            esc.id,
+                            payee_id=HUNTER,
+                            amount=usd(1_500),
+                            actor=POSTER,
+                            idempotency_key=new_key(),
+                        )
                     else:
-                        service.refund(esc.id, amount=usd(1_000), actor=ADMIN)
+                        service.refund(
+                            esc.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key()
+                        )
                     outcomes.append("ok")
                 except errors.InsufficientFundsError:
                     outcomes.append("insufficient")

@@ -34,6 +34,7 @@ from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
 from bountyescrow.ports.store import EscrowStore
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
+from tests.keys import new_key
 
 from .crashing import Crash, CrashingStore
 
@@ -152,7 +153,7 @@ class EscrowWorld(RuleBasedStateMachine):
             payee_id=payee,
             amount=Money(amount, "usd") if amount else None,
             actor=poster,
-            idempotency_key=f"{esc.id}:{key}" if key else None,
+            idempotency_key=f"{esc.id}:{key}" if key else new_key(),
         )
 
     @rule(
@@ -175,6 +176,7 @@ class EscrowWorld(RuleBasedStateMachine):
             amount=Money(amount, "usd") if amount else None,
             actor=ADMIN,
             reverse_releases=reverse_releases,
+            idempotency_key=new_key(),
         )
 
     @rule(escrow_id=escrows, data=st.data())
@@ -189,7 +191,7 @@ class EscrowWorld(RuleBasedStateMachine):
         ]
         if releases:
             op = data.draw(st.sampled_from(releases))
-            self._try(self.service.reverse, esc.id, op.id, actor=ADMIN)
+            self._try(self.service.reverse, esc.id, op.id, actor=ADMIN, idempotency_key=new_key())
 
     @rule(escrow_id=escrows, succeeded=st.booleans())
     def settle_a_pending_refund(self, escrow_id: str, succeeded: bool) -> None:
@@ -251,6 +253,7 @@ class EscrowWorld(RuleBasedStateMachine):
             payee_id=PAYEES[0],
             amount=Money(amount, "usd") if amount else None,
             actor=poster,
+            idempotency_key=new_key(),
         )
         self.store.disarm()
 

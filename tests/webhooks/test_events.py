@@ -9,6 +9,7 @@ from bountyescrow import EscrowService, EscrowStatus, OperationKind, OperationSt
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.testing import FakeGateway, InMemoryStore
 from bountyescrow.webhooks import WebhookDispatcher
+from tests.keys import new_key
 
 from .support import (
     ADMIN,
@@ -123,7 +124,7 @@ class TestRefunds:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         fake.hold_refunds(True)
-        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         assert op.status is OperationStatus.PENDING
         assert types_of(fake) == ["refund.created", "charge.refunded"]
         deliver(fake, dispatcher)
@@ -142,7 +143,7 @@ class TestRefunds:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         fake.hold_refunds(True)
-        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN)
+        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         deliver(fake, dispatcher)
         assert op.gateway_ref is not None
         fake.settle_refund(op.gateway_ref, succeeded=False)
@@ -271,7 +272,9 @@ class TestTransfers:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
         fake.fail_next("transfer", error="timeout_after_effect")
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is OperationStatus.PENDING
         assert types_of(fake) == ["transfer.created"]
         deliver(fake, dispatcher)
@@ -286,7 +289,9 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         deliver(fake, dispatcher)
         assert op.gateway_ref is not None
         fake.reverse_outside(op.gateway_ref, amount=usd(4_000))
@@ -300,10 +305,12 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        release = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         deliver(fake, dispatcher)
         fake.fail_next("reversal", error="timeout_after_effect")
-        reversal = service.reverse(esc.id, release.id, actor=ADMIN)
+        reversal = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
         assert reversal.status is OperationStatus.PENDING
         deliver(fake, dispatcher)
         assert service.get_operation(reversal.id).status is OperationStatus.SUCCEEDED
@@ -314,7 +321,9 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         created = payload_of(fake, "transfer.created")
         ledger = service.ledger(esc.id)
         updated = variant(created, event_id="evt_9003", event_type="transfer.updated")
@@ -340,7 +349,9 @@ class TestConnect:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         payee = service.register_payee(HUNTER, email="h@example.com", country="US")
-        op = service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is OperationStatus.AWAITING_PAYEE
         fake.complete_onboarding(payee.account_ref)
         account_updated = payload_of(fake, "account.updated")
@@ -365,7 +376,9 @@ class TestConnect:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         payee = ready_payee(service, fake, dispatcher)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         deliver(fake, dispatcher)
         failed = fake.payout(payee.account_ref, usd(1_000), failed=True)
         paid = fake.payout(payee.account_ref, usd(1_000))
@@ -479,10 +492,12 @@ class TestAtLeastOnceInAnyOrder:
         payee = service.register_payee(HUNTER, email="h@example.com", country="US")
         fake.complete_onboarding(payee.account_ref)
         chaos(2)
-        service.release(esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         fake.refund_outside(esc.payment_ref, amount=usd(2_000))
         fake.hold_refunds(True)
-        refund = service.refund(esc.id, amount=usd(3_000), actor=ADMIN)
+        refund = service.refund(esc.id, amount=usd(3_000), actor=ADMIN, idempotency_key=new_key())
         chaos(3)
         assert refund.gateway_ref is not None
         fake.settle_refund(refund.gateway_ref)

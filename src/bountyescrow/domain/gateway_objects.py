@@ -20,6 +20,9 @@ META_OPERATION = "bountyescrow_operation_id"
 META_BOUNTY = "bounty_id"
 #: Metadata key naming the payee on the connected accounts the library creates.
 META_PAYEE = "bountyescrow_payee_id"
+#: Metadata key naming the deployment (`EscrowService(namespace=...)`) that made the object, so
+#: deployments sharing one gateway account ignore each other's events.
+META_NAMESPACE = "bountyescrow_namespace"
 
 
 def _freeze(mapping: Mapping[str, str]) -> Mapping[str, str]:

@@ -89,6 +89,20 @@ class CommandRunner(OperationDriver, Reads):
         return value
 
     @staticmethod
+    def _required_key(key: object, action: str) -> str:
+        """Money-moving calls need an idempotency key (DESIGN §11).
+
+        Without one, a double click or a retried request would move the money twice.
+        """
+        if not isinstance(key, str) or not key.strip():
+            raise ValidationError(
+                f"{action} moves money and needs an idempotency_key: pass one that names the "
+                "host's request (e.g. the Idempotency-Key header, or 'release:<bounty>:<claim>'),"
+                f" and reuse it when retrying that request; got {key!r}"
+            )
+        return key
+
+    @staticmethod
     def _actor(actor: object) -> Actor:
         if not isinstance(actor, Actor):
             raise ValidationError(f"actor must be an Actor, got {actor!r}")

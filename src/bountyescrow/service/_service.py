@@ -323,6 +323,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             PayeeNotFoundError, PermissionDeniedError.
         """
         actor = self._actor(actor)
+        idempotency_key = self._required_key(idempotency_key, "release")
         self._text(payee_id, "payee_id")
         money = self._money(amount, "amount", optional=True)
 
@@ -369,6 +370,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             ValidationError, InsufficientFundsError, EscrowFrozenError, PermissionDeniedError.
         """
         actor = self._actor(actor)
+        idempotency_key = self._required_key(idempotency_key, "refund")
         money = self._money(amount, "amount", optional=True)
         if reverse_releases:
             self._reverse_all(escrow_id, actor, idempotency_key, correlation_id)
@@ -406,7 +408,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         return self._send_or_resume(started)
 
     def _reverse_all(
-        self, escrow_id: str, actor: Actor, key: str | None, correlation_id: str | None
+        self, escrow_id: str, actor: Actor, key: str, correlation_id: str | None
     ) -> None:
         for release in self.operations(escrow_id):
             if (
@@ -420,7 +422,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 escrow_id,
                 release.id,
                 actor=actor,
-                idempotency_key=f"{key}:reverse:{release.id}" if key else None,
+                idempotency_key=f"{key}:reverse:{release.id}",
                 correlation_id=correlation_id,
             )
             if reversal.status is not OperationStatus.SUCCEEDED:
@@ -450,6 +452,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         covers it makes the reversal `failed`.
         """
         actor = self._actor(actor)
+        idempotency_key = self._required_key(idempotency_key, "reverse")
         money = self._money(amount, "amount", optional=True)
 
         def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:

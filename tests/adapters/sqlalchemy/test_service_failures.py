@@ -43,6 +43,7 @@ from bountyescrow.ports.gateway import PaymentGateway
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.testing import FakeGateway, ManualClock
 from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
+from tests.keys import new_key
 
 POSTER = Actor("poster-1")
 ADMIN = Actor("admin-1", roles={"admin"})
@@ -277,21 +278,27 @@ def test_every_gateway_call_happens_with_no_connection_or_transaction_open(
     fake.complete_onboarding(payee.account_ref)
     fake.deliver(service)  # account.updated: re-fetched
     escrow_id = funded(service, fake)
-    release = service.release(escrow_id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
-    service.refund(escrow_id, amount=usd(2_000), actor=ADMIN)
+    release = service.release(
+        escrow_id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+    )
+    service.refund(escrow_id, amount=usd(2_000), actor=ADMIN, idempotency_key=new_key())
     fake.deliver(service)  # refund events: re-fetched
-    service.reverse(escrow_id, release.id, amount=usd(1_000), actor=ADMIN)
+    service.reverse(
+        escrow_id, release.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key()
+    )
     other = service.open_escrow(bounty_id="b2", poster_id=POSTER.id, amount=usd(900), actor=POSTER)
     service.cancel(other.id, actor=POSTER)
     service.open_escrow(bounty_id="b3", poster_id=POSTER.id, amount=usd(700), actor=POSTER)
 
     # Replayed server errors: recovery looks the objects up, then sends a new key generation.
     fake.fail_next("transfer", error="server_error")
-    service.release(escrow_id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER)
+    service.release(
+        escrow_id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
+    )
     fake.fail_next("refund", error="server_error")
-    service.refund(escrow_id, amount=usd(1_000), actor=ADMIN)
+    service.refund(escrow_id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key())
     fake.fail_next("reversal", error="server_error")
-    service.reverse(escrow_id, release.id, amount=usd(500), actor=ADMIN)
+    service.reverse(escrow_id, release.id, amount=usd(500), actor=ADMIN, idempotency_key=new_key())
     for step in (timedelta(minutes=20), timedelta(minutes=20), timedelta(hours=24)):
         clock.advance(step)
         service.recover()  # also polls the unpaid payment of b3
@@ -412,11 +419,13 @@ def pending_operation(
     """A release or refund whose answer was lost after it took effect, and its event."""
     if kind == "release":
         fake.fail_next("transfer", error="timeout_after_effect")
-        op = service.release(escrow_id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow_id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         event = queued(fake, "transfer.created")
     else:
         fake.fail_next("refund", error="timeout_after_effect")
-        op = service.refund(escrow_id, amount=usd(10_000), actor=ADMIN)
+        op = service.refund(escrow_id, amount=usd(10_000), actor=ADMIN, idempotency_key=new_key())
         event = queued(fake, "refund.created")
     assert op.status is OperationStatus.PENDING
     return op.id, event

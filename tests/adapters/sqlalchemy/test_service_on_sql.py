@@ -9,6 +9,7 @@ import pytest
 from bountyescrow import Actor, EscrowService, EscrowStatus, Money, OperationStatus, errors
 from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
 from bountyescrow.testing import FakeGateway, ManualClock
+from tests.keys import new_key
 
 POSTER = Actor("poster-1")
 ADMIN = Actor("admin-1", roles={"admin"})
@@ -68,7 +69,7 @@ def test_fund_release_and_refund(service: EscrowService, fake: FakeGateway) -> N
         escrow_id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key="r1"
     )
     assert again.id == op.id
-    service.refund(escrow_id, amount=usd(5_000), actor=ADMIN)
+    service.refund(escrow_id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
     fake.deliver(service, duplicate=True, shuffle=True)
     esc = service.get(escrow_id)
     assert esc.released == usd(10_000)
@@ -92,9 +93,17 @@ def test_concurrent_commands_never_move_more_than_is_held(
         for i in range(4):
             try:
                 if (n + i) % 2:
-                    service.release(escrow_id, payee_id=HUNTER, amount=usd(1_500), actor=POSTER)
+                    service.release(
+                        escrow_id,
+                        payee_id=HUNTER,
+                        amount=usd(1_500),
+                        actor=POSTER,
+                        idempotency_key=new_key(),
+                    )
                 else:
-                    service.refund(escrow_id, amount=usd(1_000), actor=ADMIN)
+                    service.refund(
+                        escrow_id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key()
+                    )
                 outcomes.append("ok")
             except errors.InsufficientFundsError:
                 outcomes.append("insufficient")

@@ -44,6 +44,7 @@ from bountyescrow.errors import (
     IdempotencyMismatchError,
 )
 from bountyescrow.testing import InMemoryStore, ManualClock
+from tests.keys import new_key
 
 from . import builders
 from .stand_in import StripeStandIn
@@ -198,7 +199,9 @@ def released(
     service: EscrowService, stand_in: StripeStandIn, escrow: Escrow, amount: int = 10_000
 ) -> Operation:
     """A release that went through at the first attempt."""
-    op = service.release(escrow.id, payee_id=HUNTER, amount=usd(amount), actor=POSTER)
+    op = service.release(
+        escrow.id, payee_id=HUNTER, amount=usd(amount), actor=POSTER, idempotency_key=new_key()
+    )
     assert op.status is SUCCEEDED
     return op
 
@@ -244,7 +247,9 @@ class TestTransferWithLostAnswer:
         account = ready_payee(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         assert (op.status, op.gateway_ref, op.claimed_until) == (PENDING, None, None)
         assert len(stand_in.transfers) == 1  # Stripe made it; the answer was lost
@@ -283,7 +288,9 @@ class TestTransferWithLostAnswer:
         ready_payee(service, stand_in)
         stand_in.fail_next("server_error")  # stored under the key, nothing made
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is PENDING
         assert op.gateway_status == "unknown"
 
@@ -335,7 +342,9 @@ class TestTransferWithLostAnswer:
         ready_payee(service, stand_in)
         stand_in.fail_next("server_error_after_effect")
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is PENDING
         clock.advance(LATER)
         assert service.recover() == ONE_PENDING  # the same key: the stored 500 again
@@ -356,7 +365,9 @@ class TestTransferWithLostAnswer:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is PENDING
         (transfer,) = stand_in.transfers.values()
 
@@ -379,7 +390,9 @@ class TestTransferWithLostAnswer:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout")  # lost on the way: nothing made, nothing stored
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert stand_in.transfers == {}
 
         clock.set(op.created_at + PAST_WINDOW)
@@ -409,7 +422,7 @@ class TestRefundAndReversalWithLostAnswer:
         escrow = funded(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
 
-        op = service.refund(escrow.id, amount=usd(10_000), actor=ADMIN)
+        op = service.refund(escrow.id, amount=usd(10_000), actor=ADMIN, idempotency_key=new_key())
 
         assert op.status is PENDING
         assert len(stand_in.refunds) == 1
@@ -450,7 +463,7 @@ class TestRefundAndReversalWithLostAnswer:
         assert release.gateway_ref is not None
         stand_in.fail_next("timeout_after_effect")
 
-        op = service.reverse(escrow.id, release.id, actor=ADMIN)
+        op = service.reverse(escrow.id, release.id, actor=ADMIN, idempotency_key=new_key())
 
         assert op.status is PENDING
         assert len(reversals(stand_in)) == 1
@@ -491,7 +504,9 @@ class TestStripeErrorsThroughTheService:
         # Stripe paused the capability; the account.updated event has not arrived yet.
         stand_in.accounts[account]["capabilities"]["transfers"] = "inactive"
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         (error,) = spy.errors
         assert isinstance(error, DestinationNotReadyError)
@@ -509,7 +524,9 @@ class TestStripeErrorsThroughTheService:
         escrow = funded(service, stand_in)
         account = ready_payee(service, stand_in)
         stand_in.accounts[account]["capabilities"]["transfers"] = "inactive"
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is AWAITING_PAYEE
 
         stand_in.activate(account)
@@ -535,7 +552,9 @@ class TestStripeErrorsThroughTheService:
         assert escrow.charge_ref is not None
         del stand_in.charges[escrow.charge_ref]  # Stripe no longer knows the source charge
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         (error,) = spy.errors
         assert type(error) is GatewayRejectedError
@@ -559,7 +578,7 @@ class TestStripeErrorsThroughTheService:
         # Refunded in the Dashboard a moment ago; its charge.refunded event is still on its way.
         stand_in.charges[escrow.charge_ref]["amount_refunded"] = 20_000
 
-        op = service.refund(escrow.id, amount=usd(10_000), actor=ADMIN)
+        op = service.refund(escrow.id, amount=usd(10_000), actor=ADMIN, idempotency_key=new_key())
 
         (error,) = spy.errors
         assert type(error) is GatewayRejectedError
@@ -583,7 +602,9 @@ class TestStripeErrorsThroughTheService:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout")  # lost before Stripe saw it: the key is still unused
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
         assert op.status is PENDING
         # Something else (a bug, a second deployment on the namespace) uses the key first.
         other = httpx.post(
@@ -632,7 +653,9 @@ class TestStripeErrorsThroughTheService:
         ready_payee(service, stand_in)
         front_door.answer_next_post(unauthorized)
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         (error,) = spy.errors
         assert isinstance(error, GatewayAuthenticationError)
@@ -669,7 +692,9 @@ class TestStripeErrorsThroughTheService:
         else:
             stand_in.fail_next("rate_limit" if fault == "rate_limit" else "timeout")
 
-        op = service.release(escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER)
+        op = service.release(
+            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
 
         (error,) = spy.errors
         assert isinstance(error, GatewayUnavailableError)
