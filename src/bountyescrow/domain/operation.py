@@ -71,6 +71,9 @@ class Operation:
     #: The exact request sent to the gateway, stored before it is sent.
     request: GatewayRequest | None = None
     generation: int = 0
+    #: When the current `generation`'s key was first sent (the gateway's 24 h key window
+    #: runs from then, not from `created_at`: a release may wait days for its payee).
+    sent_at: datetime | None = None
     claimed_until: datetime | None = None
     next_attempt_at: datetime | None = None
     attempts: int = 0

@@ -139,6 +139,17 @@ def storage_error(
     return error
 
 
+#: The constraint named when a guarded UPDATE found the operation's status changed meanwhile.
+STATUS_GUARD = "operations_status_guard"
+
+
+def stale(message: str, *, constraint: str) -> StorageError:
+    """A write based on a copy another transaction changed since: rerun the unit of work."""
+    error = StorageError(message, constraint=constraint, transient=True)
+    error.retryable = True
+    return error
+
+
 def refused(message: str, *, constraint: str) -> StorageError:
     """A uniqueness refusal detected by the store itself (the transaction stays usable)."""
     error = StorageError(message, constraint=constraint)

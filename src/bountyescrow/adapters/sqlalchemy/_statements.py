@@ -25,6 +25,8 @@ from bountyescrow.adapters.sqlalchemy._tables import Tables
 #: The parameter that names the row an UPDATE changes (a column's own name is reserved for
 #: its new value in the SET clause).
 KEY = "b_key"
+#: The bind parameter of a guarded UPDATE: the status the writer's copy was based on.
+STATUS = "b_status"
 
 
 def _by_id(table: sa.Table, columns: Sequence[sa.ColumnElement[Any]]) -> sa.Select[Any]:
@@ -40,7 +42,7 @@ class Statements:
         self.insert: Callable[[sa.Table], Any] = (
             pg_dialect.insert if postgresql else sqlite_dialect.insert
         )
-        self._updates: dict[tuple[str, tuple[str, ...]], sa.Update] = {}
+        self._updates: dict[tuple[str, tuple[str, ...], bool], sa.Update] = {}
         t = tables
         e, o = t.escrows, t.operations
 
@@ -130,15 +132,23 @@ class Statements:
         changes = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in key}
         return stmt.on_conflict_do_update(index_elements=list(key), set_=changes)
 
-    def update(self, table: sa.Table, columns: tuple[str, ...]) -> sa.Update:
-        """``UPDATE table SET <columns> WHERE id = :b_key``; escrows also bump `version`."""
-        cache_key = (table.name, columns)
+    def update(
+        self, table: sa.Table, columns: tuple[str, ...], *, guarded: bool = False
+    ) -> sa.Update:
+        """``UPDATE table SET <columns> WHERE id = :b_key``; escrows also bump `version`.
+
+        `guarded` adds ``AND status = :b_status``: the row is written only if its status is
+        still the one the writer's copy was based on.
+        """
+        cache_key = (table.name, columns, guarded)
         stmt = self._updates.get(cache_key)
         if stmt is None:
             values: dict[str, Any] = {name: sa.bindparam(name) for name in columns}
             if table is self.tables.escrows:
                 values["version"] = table.c.version + 1
             built = sa.update(table).where(table.c.id == sa.bindparam(KEY)).values(values)
+            if guarded:
+                built = built.where(table.c.status == sa.bindparam(STATUS))
             # Threads share the store: setdefault is atomic, so they all keep the same one.
             stmt = self._updates.setdefault(cache_key, built)
         return stmt

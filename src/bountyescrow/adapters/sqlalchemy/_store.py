@@ -40,8 +40,8 @@ from bountyescrow.adapters.sqlalchemy._engine import (
     advisory_key,
     create_engine,
 )
-from bountyescrow.adapters.sqlalchemy._errors import refused, translating
-from bountyescrow.adapters.sqlalchemy._statements import KEY, Statements
+from bountyescrow.adapters.sqlalchemy._errors import STATUS_GUARD, refused, stale, translating
+from bountyescrow.adapters.sqlalchemy._statements import KEY, STATUS, Statements
 from bountyescrow.adapters.sqlalchemy._tables import (
     DEFAULT_SCHEMA,
     build_tables,
@@ -171,10 +171,22 @@ class _Operations(_Repository):
 
     def save(self, operation: Operation) -> None:
         # A gateway ref another operation of the same kind recorded is refused by the unique
-        # index `operations_kind_gateway_ref`; the error translation names it.
+        # index `operations_kind_gateway_ref`; the error translation names it. The UPDATE is
+        # guarded by the status this transaction read: a copy read before another transaction
+        # settled the operation (cancelled it, say) must never write it back to life.
         row = m.operation_row(operation)
-        if self._uow.update(self._t.operations, operation.id, row, m.operation_row) == 0:
-            raise refused(f"operation {operation.id} does not exist", constraint="operations_pkey")
+        t = self._t.operations
+        if self._uow.update(t, operation.id, row, m.operation_row, guard="status") == 0:
+            current = self._uow.first(self._sql.operation, {"id": operation.id})
+            if current is None:
+                raise refused(
+                    f"operation {operation.id} does not exist", constraint="operations_pkey"
+                )
+            raise stale(
+                f"operation {operation.id} is {current['status']} now; this transaction's copy "
+                "was read before it changed, so the write is refused and the work rerun",
+                constraint=STATUS_GUARD,
+            )
 
     def for_escrow(self, escrow_id: str) -> list[Operation]:
         rows = self._uow.all(self._sql.operations_of_escrow, {"escrow_id": escrow_id})
@@ -489,8 +501,13 @@ class _UnitOfWork:
         key: str,
         row: dict[str, Any],
         to_row: Callable[[Any], dict[str, Any]],
+        *,
+        guard: str | None = None,
     ) -> int:
         """UPDATE the row `key` to `row`; return the row count.
+
+        With `guard` (a column name), a row this transaction read is written only while that
+        column still holds the value read (0 rows otherwise).
 
         Only the columns that differ from the row as this transaction last read or wrote it
         are set (every column if it did neither): the others already hold those values, or,
@@ -509,7 +526,11 @@ class _UnitOfWork:
             return 1  # nothing changed in a row this transaction has seen: it exists
         params = {name: row[name] for name in columns}
         params[KEY] = key
-        count = self.run(self.statements.update(table, columns), params)
+        guarded = guard is not None and before is not None and guard in before
+        if guarded:
+            assert before is not None and guard is not None
+            params[STATUS] = before[guard]
+        count = self.run(self.statements.update(table, columns, guarded=guarded), params)
         if count:
             self._known[table.name, key] = row
         return count

@@ -5,7 +5,7 @@ has no schemas, every table and index name carries the prefix ``<schema>_`` inst
 constraint names are ``<prefix><logical name>``; the logical names (``operations_kind_gateway_ref``)
 are what `StorageError.details["constraint"]` reports.
 
-`migrations/versions/0001_initial.py` creates the same tables; a test compares the two.
+The migrations in `migrations/versions/` create the same tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bountyescrow.domain.records import WebhookStatus
 
 DEFAULT_SCHEMA = "bountyescrow"
 #: Alembic revision of the newest migration shipped with this version.
-HEAD = "0001"
+HEAD = "0002"
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
@@ -163,6 +163,7 @@ def build_tables(*, schema: str | None, prefix: str) -> Tables:
         sa.Column("gateway_status", sa.String),
         sa.Column("request", JsonDocument),
         sa.Column("generation", sa.Integer, nullable=False),
+        sa.Column("sent_at", UtcDateTime),
         sa.Column("claimed_until", UtcDateTime),
         sa.Column("next_attempt_at", UtcDateTime),
         sa.Column("attempts", sa.Integer, nullable=False),
