@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from bountyescrow import EscrowService
-from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from bountyescrow.testing import InMemoryStore, ManualClock
 from bountyescrow.webhooks import WebhookDispatcher
 
-from .support import SECRET
+from .support import SECRET, RecordingFake
 
 
 @pytest.fixture
@@ -19,8 +19,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def fake(clock: ManualClock) -> FakeGateway:
-    return FakeGateway(webhook_secret=SECRET, clock=clock)
+def fake(clock: ManualClock) -> RecordingFake:
+    return RecordingFake(webhook_secret=SECRET, clock=clock)
 
 
 @pytest.fixture
@@ -29,7 +29,9 @@ def store() -> InMemoryStore:
 
 
 @pytest.fixture
-def service(store: InMemoryStore, fake: FakeGateway, clock: ManualClock) -> Iterator[EscrowService]:
+def service(
+    store: InMemoryStore, fake: RecordingFake, clock: ManualClock
+) -> Iterator[EscrowService]:
     svc = EscrowService(store, fake, fee_bps=1000, namespace="test", clock=clock)
     yield svc
     assert svc.check_invariants() == []

@@ -9,7 +9,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from bountyescrow import Actor, Escrow, EscrowService, Money, Payee
+from bountyescrow.domain.gateway_objects import (
+    AccountSnapshot,
+    DisputeSnapshot,
+    PaymentSnapshot,
+    RefundSnapshot,
+)
 from bountyescrow.domain.records import WebhookStatus
+from bountyescrow.errors import GatewayRejectedError
 from bountyescrow.testing import FakeGateway, InMemoryStore
 from bountyescrow.webhooks import WebhookDispatcher, WebhookResponse
 
@@ -19,6 +26,37 @@ ADMIN = Actor("admin-1", roles={"admin"})
 HUNTER = "hunter-1"
 
 JSON = dict[str, Any]
+
+
+class RecordingFake(FakeGateway):
+    """A `FakeGateway` that lists the objects fetched from it, and refuses those in `refused`
+    the way Stripe refuses an object it does not have (``resource_missing``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetched: list[str] = []
+        self.refused: set[str] = set()
+
+    def _fetch(self, ref: str) -> None:
+        self.fetched.append(ref)
+        if ref in self.refused:
+            raise GatewayRejectedError(f"No such object: '{ref}'", code="resource_missing")
+
+    def get_payment(self, payment_ref: str) -> PaymentSnapshot:
+        self._fetch(payment_ref)
+        return super().get_payment(payment_ref)
+
+    def get_refund(self, refund_ref: str) -> RefundSnapshot:
+        self._fetch(refund_ref)
+        return super().get_refund(refund_ref)
+
+    def get_dispute(self, dispute_ref: str) -> DisputeSnapshot:
+        self._fetch(dispute_ref)
+        return super().get_dispute(dispute_ref)
+
+    def get_account(self, account_ref: str) -> AccountSnapshot:
+        self._fetch(account_ref)
+        return super().get_account(account_ref)
 
 
 def usd(amount: int) -> Money:

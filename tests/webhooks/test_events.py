@@ -3,8 +3,6 @@ service's state out."""
 
 from __future__ import annotations
 
-import stripe
-
 from bountyescrow import EscrowService, EscrowStatus, OperationKind, OperationStatus
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.testing import FakeGateway, InMemoryStore
@@ -15,7 +13,6 @@ from .support import (
     ADMIN,
     HUNTER,
     POSTER,
-    SECRET,
     deliver,
     funded,
     nothing_written,
@@ -520,34 +517,3 @@ class TestAtLeastOnceInAnyOrder:
             assert post(dispatcher, fake, payload).status == 200
         assert service.ledger(esc.id) == ledger
         assert service.events(limit=10_000) == events
-
-
-class TestHandleEvent:
-    def test_an_event_the_host_verified_with_the_sdk(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
-    ) -> None:
-        esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
-        body, headers = fake.webhook_request(payload_of(fake, "payment_intent.succeeded"))
-        event = stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET)
-        response = dispatcher.handle_event(event)
-        assert response.json() == {"status": "processed", "event": "evt_0001"}
-        assert service.get(esc.id).status is EscrowStatus.FUNDED
-
-    def test_an_event_as_decoded_json(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
-    ) -> None:
-        esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
-        response = dispatcher.handle_event(payload_of(fake, "payment_intent.succeeded"))
-        assert response.status == 200
-        assert service.get(esc.id).status is EscrowStatus.FUNDED
-
-    def test_something_that_is_not_json_is_a_malformed_event(
-        self, service: EscrowService, dispatcher: WebhookDispatcher, store: InMemoryStore
-    ) -> None:
-        with nothing_written(store, service):
-            response = dispatcher.handle_event({"id": "evt_1", "data": {"object": object()}})
-            assert (response.status, response.json()) == (400, {"error": "malformed_event"})

@@ -1,53 +1,151 @@
-"""Gateway events in: `apply_event` and the webhook event log."""
+"""Gateway events in: `apply_event` and the webhook event log.
+
+Before anything is fetched or applied, `apply_event` decides whether the event is about this
+deployment at all, from the object's own ids and metadata: a Stripe account is often shared
+(several deployments, other projects of the same company, Connect accounts the platform never
+made), and an object that is not ours can neither be re-fetched (Stripe answers
+``resource_missing``) nor waited for (it will never be committed here). Such events are
+answered ``ignored`` and leave no trace but a log line.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
+from bountyescrow._alerts import alert
+from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.gateway_objects import (
+    META_NAMESPACE,
     AccountSnapshot,
     DisputeSnapshot,
+    FraudWarningSnapshot,
     GatewayEvent,
     GatewayObject,
+    PaymentSnapshot,
+    PayoutSnapshot,
     RefundSnapshot,
+    ReversalSnapshot,
+    TransferSnapshot,
 )
+from bountyescrow.domain.operation import OperationKind
 from bountyescrow.domain.records import (
     WebhookEventRecord,
     WebhookStatus,
 )
 from bountyescrow.errors import (
     EventNotReadyError,
+    GatewayRejectedError,
     WebhookPayloadError,
 )
 from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service._core import log
 from bountyescrow.service._driver import OperationDriver
+
+_REFUND_KINDS = (OperationKind.REFUND, OperationKind.EXTERNAL_REFUND)
 
 
 class GatewayEventIntake(OperationDriver):
     """Applies gateway events once each, recording them in the event log."""
 
-    # --- gateway events -----------------------------------------------------------------------
+    # --- relevance ----------------------------------------------------------------------------
+
+    def _other_namespace(self, obj: GatewayObject) -> str | None:
+        """The namespace the object's metadata names, when it is another deployment's.
+
+        Objects made before the namespace was written into metadata have none: they are
+        judged by their ids like any other object.
+        """
+        metadata = getattr(obj, "metadata", None)
+        if metadata is None:
+            return None
+        namespace = metadata.get(META_NAMESPACE)
+        return namespace if namespace is not None and namespace != self.namespace else None
 
     @staticmethod
-    def _refetched(obj: GatewayObject) -> bool:
+    def _claimed(obj: GatewayObject) -> bool:
+        """Whether the object's metadata names an escrow or operation (ours: the namespace,
+        when there is one, was checked first)."""
+        if isinstance(obj, PaymentSnapshot | TransferSnapshot | RefundSnapshot | ReversalSnapshot):
+            escrow_id, op_id = tr.metadata_of(obj.metadata)
+            return escrow_id is not None or op_id is not None
+        return False
+
+    @staticmethod
+    def _known(uow: UnitOfWork, obj: GatewayObject) -> bool:
+        """Whether the store knows the object, or the payment, transfer or payee it is about.
+
+        These are the look-ups the event applier resolves the object with, so an object this
+        says is not known would have changed nothing.
+        """
+        ops = uow.operations
+
+        def paid(payment_ref: str | None) -> bool:
+            if payment_ref is None:
+                return False
+            return ops.by_gateway_ref(OperationKind.FUNDING, payment_ref) is not None
+
+        if isinstance(obj, PaymentSnapshot):
+            return paid(obj.ref)
+        if isinstance(obj, TransferSnapshot):
+            return ops.by_gateway_ref(OperationKind.RELEASE, obj.ref) is not None
+        if isinstance(obj, ReversalSnapshot):
+            return ops.by_gateway_ref(OperationKind.RELEASE, obj.transfer_ref) is not None
+        if isinstance(obj, RefundSnapshot):
+            return paid(obj.payment_ref) or any(
+                ops.by_gateway_ref(kind, obj.ref) is not None for kind in _REFUND_KINDS
+            )
+        if isinstance(obj, DisputeSnapshot):
+            return paid(obj.payment_ref) or uow.disputes.get(obj.ref) is not None
+        if isinstance(obj, FraudWarningSnapshot):
+            return paid(obj.payment_ref)
+        if isinstance(obj, AccountSnapshot):
+            return uow.payees.by_account(obj.ref) is not None
+        if isinstance(obj, PayoutSnapshot):
+            return uow.payees.by_account(obj.account_ref) is not None
+        return False  # pragma: no cover - every kind of object is listed above
+
+    def _ignore(self, event: GatewayEvent, reason: str, detail: object = None) -> WebhookStatus:
+        """Answer an event that is not about this deployment: logged, nothing written."""
+        log.info(
+            "gateway event %s (%s) ignored: %s%s",
+            event.id,
+            event.type,
+            reason,
+            f" ({detail})" if detail is not None else "",
+            extra={"event_id": event.id, "event_type": event.type, "ignored": reason},
+        )
+        return WebhookStatus.IGNORED
+
+    # --- fetching -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _refetched(obj: GatewayObject, *, signed: bool) -> bool:
         """Whether `_refetch` asks the gateway for the object's current state."""
         if isinstance(obj, AccountSnapshot):
             return not obj.deauthorized
+        if isinstance(obj, PaymentSnapshot):
+            # A succeeded payment funds an escrow: only a signed snapshot is trusted for that.
+            return not signed and obj.status == "succeeded"
         return isinstance(obj, RefundSnapshot | DisputeSnapshot)
 
-    def _refetch(self, obj: GatewayObject) -> GatewayObject:
+    def _refetch(self, obj: GatewayObject, *, signed: bool) -> GatewayObject:
         # Refunds, disputes and accounts change after the event was sent: apply their
-        # current state. Payments and transfers are applied from the signed snapshot.
+        # current state. Payments and transfers are applied from the signed snapshot; a
+        # payment reported as succeeded by anything else is confirmed first.
+        if not self._refetched(obj, signed=signed):
+            return obj
         if isinstance(obj, RefundSnapshot):
             return self.gateway.get_refund(obj.ref)
         if isinstance(obj, DisputeSnapshot):
             return self.gateway.get_dispute(obj.ref)
         if isinstance(obj, AccountSnapshot):
-            if obj.deauthorized:
-                return obj  # a disconnected account can no longer be fetched
             return self.gateway.get_account(obj.ref)
-        return obj
+        if isinstance(obj, PaymentSnapshot):
+            return self.gateway.get_payment(obj.ref)
+        return obj  # pragma: no cover - `_refetched` names the kinds above only
+
+    # --- gateway events -----------------------------------------------------------------------
 
     def apply_event(self, event: GatewayEvent, *, payload: str | None = None) -> WebhookStatus:
         """Apply one gateway event; what the webhook dispatcher calls.
@@ -56,22 +154,61 @@ class GatewayEventIntake(OperationDriver):
         changes nothing. The event id is recorded in the same transaction as its effect.
         `payload` (the raw body) is kept only if the event fails, for `replay`.
 
+        An event is *ignored without being recorded* when it is not about this deployment:
+        its object's metadata names another `namespace`, or neither its metadata nor its ids
+        (PaymentIntent, charge's PaymentIntent, transfer, refund, dispute, payee account)
+        are ours; nothing is fetched for it. So is a Connect event (one naming a connected
+        ``account``) of the other mode: Stripe sends both modes' Connect events to live
+        endpoints.
+
+        This method trusts nobody's signature: a PaymentIntent reported as succeeded is
+        fetched from the gateway, and what the gateway says is applied. (The webhook
+        dispatcher verifies the request's signature first and applies the signed snapshot.)
+
         Raises:
             EventNotReadyError: the event names an escrow whose creation has not committed yet
                 (answer 500 so the gateway redelivers); after `event_not_ready_window` such an
                 event is ignored.
-            WebhookPayloadError: the event is from the other mode (live vs test).
+            WebhookPayloadError: the event is from the other mode (live vs test) and names no
+                connected account.
+            GatewayRejectedError: the gateway refused to show an object of ours (an alert
+                ``gateway_object_unavailable`` is raised; the event is recorded failed).
         """
+        return self._intake(event, payload=payload, signed=False)
+
+    def _apply_signed_event(self, event: GatewayEvent, *, payload: str | None) -> WebhookStatus:
+        """`apply_event` for an event whose webhook signature was just verified.
+
+        Only `WebhookDispatcher.handle` calls this: the signed snapshot of a succeeded
+        PaymentIntent is applied as it is, without asking the gateway again.
+        """
+        return self._intake(event, payload=payload, signed=True)
+
+    def _intake(self, event: GatewayEvent, *, payload: str | None, signed: bool) -> WebhookStatus:
         if event.livemode != self.gateway.livemode:
+            if event.account is not None:
+                return self._ignore(event, "other_mode_connect_event", event.account)
             raise WebhookPayloadError(
                 f"event {event.id} is {'live' if event.livemode else 'test'} mode but the "
                 f"gateway is {'live' if self.gateway.livemode else 'test'} mode"
             )
-        if self._refetched(event.object):
-            # Spare a duplicate the gateway call; the locked check below is what dedupes.
-            seen = self._read(lambda uow: uow.webhook_events.get(event.id))
+        namespace = self._other_namespace(event.object)
+        if namespace is not None:
+            return self._ignore(event, "other_namespace", namespace)
+        refetch = self._refetched(event.object, signed=signed)
+        claimed = self._claimed(event.object)
+        if refetch or not claimed:
+            # One read decides both: is it ours, and (for objects fetched again) was it seen?
+            # The locked check in `work` is what dedupes.
+            def look(uow: UnitOfWork) -> tuple[WebhookEventRecord | None, bool]:
+                seen = uow.webhook_events.get(event.id) if refetch else None
+                return seen, claimed or self._known(uow, event.object)
+
+            seen, ours = self._read(look)
             if seen is not None and seen.status is not WebhookStatus.FAILED:
                 return seen.status
+            if not ours:
+                return self._ignore(event, "not_ours")
         now = self.now()
         obj: GatewayObject | None = None
 
@@ -94,7 +231,27 @@ class GatewayEventIntake(OperationDriver):
             return applied
 
         try:
-            obj = self._refetch(event.object)
+            try:
+                obj = self._refetch(event.object, signed=signed)
+            except GatewayRejectedError as exc:
+                # The object is ours (decided above), so the gateway refusing it is something
+                # a person must look at; the event stays failed and is retried meanwhile.
+                alert(
+                    "gateway_object_unavailable",
+                    "the gateway refused %s of event %s (%s): %s",
+                    type(event.object).__name__,
+                    event.id,
+                    event.type,
+                    exc,
+                    event_id=event.id,
+                    event_type=event.type,
+                    gateway_code=exc.code,
+                )
+                raise
+            namespace = self._other_namespace(obj)
+            if namespace is not None:
+                # What the gateway says wins over what an unsigned event claimed.
+                return self._ignore(event, "other_namespace", namespace)
             result = self._tx(work)
         except EventNotReadyError as exc:
             age = (

@@ -6,6 +6,10 @@ refused with 400 before anything is written; a failure on our side (the escrow i
 yet, the database or Stripe is down, a bug) is a 500 so Stripe tries again later; everything
 that was verified and understood is a 200, including events the library does not follow or
 that are not about its escrows, so Stripe stops sending them.
+
+Only a request whose signature `handle` verified is applied from its own snapshot. Everything
+else (`handle_event`, `replay`) goes through the same checks, but a PaymentIntent it reports as
+succeeded is fetched from Stripe before it funds anything.
 """
 
 from __future__ import annotations
@@ -160,25 +164,45 @@ class WebhookDispatcher:
             data = json.loads(text)
         except ValueError:
             return _refuse(Failure.INVALID_JSON)
-        return self._applier.dispatch(data, text)
+        return self._applier.dispatch(data, text, signed=True)
 
-    def handle_event(self, event: Mapping[str, Any] | stripe.StripeObject) -> WebhookResponse:
-        """Apply an event the host verified itself (e.g. with ``stripe.Webhook.construct_event``).
+    def handle_event(self, event: stripe.Event) -> WebhookResponse:
+        """Apply an event the host verified itself with ``stripe.Webhook.construct_event``.
+
+        Only the ``stripe.Event`` that the SDK's verification returns is taken. A decoded
+        ``dict`` (a framework's parsed JSON body, a ``payload: dict`` parameter) is refused:
+        anyone can post one, so it must never move money. Pass the raw request to `handle`
+        instead.
+
+        The event is not trusted as far as a signed request is: a PaymentIntent it reports as
+        succeeded is fetched from Stripe, and what Stripe says is applied.
 
         Args:
-            event: the event as a ``stripe.Event`` or as decoded JSON.
+            event: the ``stripe.Event`` from ``stripe.Webhook.construct_event(body, header,
+                secret)``.
 
         Returns:
             As `handle`, without the signature checks.
+
+        Raises:
+            TypeError: `event` is not a ``stripe.Event`` (a dict or any other mapping).
         """
+        if not isinstance(event, stripe.Event):
+            raise TypeError(
+                f"handle_event takes the stripe.Event returned by stripe.Webhook.construct_event, "
+                f"not a {type(event).__name__}: decoded JSON is not verified and must never move "
+                "money. Pass the raw request to handle(body, headers) instead, or verify it "
+                "with stripe.Webhook.construct_event(body, signature_header, secret) and pass "
+                "the stripe.Event it returns"
+            )
         try:
-            data = event.to_dict(for_json=True) if isinstance(event, stripe.StripeObject) else event
+            data = event.to_dict(for_json=True)
             text = json.dumps(data, separators=(",", ":"))
             # Round-trip to plain JSON types: what a replay will see is what is applied now.
             decoded = json.loads(text)
         except (TypeError, ValueError):
             return _refuse(Failure.MALFORMED_EVENT)
-        return self._applier.dispatch(decoded, text)
+        return self._applier.dispatch(decoded, text, signed=False)
 
     def replay(self, event_id: str) -> WebhookResponse:
         """Apply a failed event again from the payload stored when it failed.
@@ -220,9 +244,11 @@ class _Applier:
         except ValueError:
             return _refuse(Failure.INVALID_JSON, event_id)
         log.info("replaying webhook event %s", event_id)
-        return self.dispatch(data, record.payload)
+        # The stored payload is not re-verified, so it is not trusted to fund: see `dispatch`.
+        return self.dispatch(data, record.payload, signed=False)
 
-    def dispatch(self, data: object, raw: str) -> WebhookResponse:
+    def dispatch(self, data: object, raw: str, *, signed: bool) -> WebhookResponse:
+        """Apply decoded event JSON; `signed` only when `handle` verified its signature."""
         if not isinstance(data, dict):
             return _refuse(Failure.MALFORMED_EVENT)
         try:
@@ -230,6 +256,16 @@ class _Applier:
         except pydantic.ValidationError:
             return _refuse(Failure.MALFORMED_EVENT)
         if event.livemode != self.livemode:
+            if event.account is not None:
+                # Stripe sends the Connect events of both modes to a live Connect endpoint
+                # (a connected account testing its own integration): not a misconfiguration.
+                log.info(
+                    "webhook event %s (%s) ignored: other mode, connected account",
+                    event.id,
+                    event.type,
+                    extra={"event_id": event.id, "event_type": event.type},
+                )
+                return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
             return _refuse(Failure.WRONG_MODE, event.id)
         try:
             resolution = resolve(event)
@@ -250,7 +286,11 @@ class _Applier:
         for gateway_event in resolution.events:
             extra = {"event_id": gateway_event.id, "event_type": event.type}
             try:
-                statuses.append(self.service.apply_event(gateway_event, payload=payload))
+                if signed:
+                    status = self.service._apply_signed_event(gateway_event, payload=payload)
+                else:
+                    status = self.service.apply_event(gateway_event, payload=payload)
+                statuses.append(status)
             except EventNotReadyError:
                 # Our metadata names an escrow or operation whose commit has not landed yet:
                 # Stripe's redelivery (or `replay`) applies it once it has.
