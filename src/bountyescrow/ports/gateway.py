@@ -3,12 +3,19 @@
 Sequencing (reversal before refund, retries, recovery) belongs to the service. Every method
 either returns the provider's view of the object or raises a `bountyescrow.errors.GatewayError`
 subclass; no provider exception crosses this boundary.
+
+Requests the provider would refuse are refused before anything is sent, from the rules every
+gateway shares (`check_amount`, `check_metadata`, with `RequestRefusedError`), so that a test
+on `FakeGateway` fails where production on Stripe would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Protocol
 
+from bountyescrow.domain import amount_rules, metadata_rules
 from bountyescrow.domain.gateway_objects import (
     AccountSnapshot,
     CancelPayment,
@@ -22,6 +29,55 @@ from bountyescrow.domain.gateway_objects import (
     ReversalSnapshot,
     TransferSnapshot,
 )
+from bountyescrow.domain.money import Money
+from bountyescrow.errors import GatewayRejectedError, ValidationError
+
+__all__ = ["PaymentGateway", "RequestRefusedError", "check_amount", "check_metadata"]
+
+
+class RequestRefusedError(ValidationError, GatewayRejectedError):
+    """A request the provider would refuse, refused by the gateway before anything was sent.
+
+    It is a `ValidationError` (the input is wrong; say so to whoever supplied it) and a
+    `GatewayRejectedError`, the port's definitive refusal: a service that stored the request
+    before sending it fails the operation instead of retrying a request that cannot succeed.
+    `code` is the code the provider would have answered with, where it has one.
+    """
+
+
+def check_amount(action: str, amount: Money, *, charge: bool = False) -> None:
+    """Refuse an amount Stripe would refuse (`bountyescrow.domain.amount_rules`).
+
+    Every amount must be positive with at most eight digits, and three-decimal currencies
+    (KWD, BHD, JOD, OMR, TND) must end in 0; with `charge=True` the minimum charge applies.
+
+    Raises:
+        RequestRefusedError: the amount breaks one of the rules.
+    """
+    problem = amount_rules.problem(amount, charge=charge)
+    if problem is not None:
+        message, code = problem
+        raise RequestRefusedError(f"{action}: {message}", code=code)
+
+
+def check_metadata(action: str, metadata: Mapping[str, str]) -> None:
+    """Refuse metadata Stripe would refuse (`bountyescrow.domain.metadata_rules`).
+
+    At most 50 keys, keys of 1 to 40 characters without square brackets, string values of at
+    most 500 characters.
+
+    Raises:
+        RequestRefusedError: the metadata breaks one of the rules; the message names which.
+    """
+    problem = metadata_rules.problem(metadata)
+    if problem is None:
+        for key, value in metadata.items():
+            if not key:
+                problem = "metadata keys must not be empty"
+            elif not isinstance(value, str):
+                problem = f"metadata value of {key!r} must be a string, got {value!r}"
+    if problem is not None:
+        raise RequestRefusedError(f"{action}: {problem}", code="parameter_invalid")
 
 
 class PaymentGateway(Protocol):
@@ -33,6 +89,12 @@ class PaymentGateway(Protocol):
     - `GatewayUnavailableError`: the outcome is unknown (timeout, connection, 5xx, rate limit);
       `replayed` is set when the provider replayed a stored error for the key.
     - `GatewayRejectedError` and subclasses: definitive refusal, nothing happened.
+      `RequestRefusedError` (also a `ValidationError`) when the gateway refused the request
+      itself, before sending: an amount or metadata the provider would refuse.
+    - `PlatformBalanceInsufficientError` (transfers): the platform's balance does not cover
+      the transfer; definitive, nothing moved, but the money is owed: a reserve breach.
+    - `IdempotencyKeyInUseError`: another request with the same key is still running at the
+      provider; the outcome is unknown (that request may move the money).
     - `IdempotencyMismatchError`: the key was used with other parameters (a bug).
     - `GatewayAuthenticationError`: credentials refused.
     """
@@ -40,6 +102,19 @@ class PaymentGateway(Protocol):
     @property
     def livemode(self) -> bool:
         """True when the gateway moves real money."""
+        ...
+
+    @property
+    def max_call_duration(self) -> timedelta:
+        """The longest one call can take, the client's own retries and back-off included.
+
+        An upper bound plus a margin: by then the caller has its answer or its error, and the
+        client sends nothing more for that call. The service's lease on an operation
+        (``EscrowSettings.lease``) must be at least this long, or `recover()` could send again
+        while a first call is still in flight. A look-up (``find_*``) that pages through a list
+        may take this long per page. Gateways written before this property existed lack it;
+        the service then assumes a conservative value.
+        """
         ...
 
     def create_payment(self, request: CreatePayment, *, idempotency_key: str) -> PaymentSnapshot:

@@ -23,7 +23,7 @@ from bountyescrow.domain.gateway_objects import (
 from bountyescrow.domain.money import Money
 
 from . import builders
-from .support import answer
+from .support import TEST_KEY, answer
 
 KEY = "bountyescrow:test:op_1:0"
 USD = Money(5_000, "usd")
@@ -211,13 +211,39 @@ class TestDestinationNotReady:
 
         assert type(error) is errors.GatewayRejectedError
 
-    def test_a_platform_balance_shortfall_on_a_transfer_is_a_plain_rejection(
+
+class TestPlatformBalance:
+    def test_a_transfer_the_platform_balance_does_not_cover_is_a_reserve_breach(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        """Not a plain refusal: the money is owed, the release must go out once topped up."""
+        error = fail(
+            router,
+            gateway,
+            "create_transfer",
+            stripe_error(
+                400,
+                "invalid_request_error",
+                "You have insufficient available funds in your Stripe account. Try adding "
+                "funds directly to your available balance by creating Charges using the "
+                "4000000000000077 test card.",
+                code="balance_insufficient",
+            ),
+        )
+
+        assert type(error) is errors.PlatformBalanceInsufficientError
+        assert not isinstance(error, errors.GatewayRejectedError)
+        assert not error.outcome_unknown
+        assert error.code == "balance_insufficient"
+        assert "insufficient available funds" in error.message
+
+    def test_the_same_code_on_a_refund_stays_a_plain_rejection(
         self, router: respx.MockRouter, gateway: StripeGateway
     ) -> None:
         error = fail(
             router,
             gateway,
-            "create_transfer",
+            "create_refund",
             stripe_error(
                 400,
                 "invalid_request_error",
@@ -288,47 +314,88 @@ class TestCancel:
         assert fetched.called
 
 
+#: Stripe's answer while another request with the key still runs (HTTP 409).
+KEY_IN_USE_MESSAGE = (
+    "There is currently another in-progress request using this idempotent key (that probably "
+    "means you submitted twice, and the other request is still going through): "
+    f"{KEY}. Please try again later."
+)
+
+
 class TestIdempotencyMismatch:
+    def test_a_key_used_with_other_parameters_is_a_mismatch_logged_with_its_key(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        response = stripe_error(
+            400,
+            "idempotency_error",
+            "Keys for idempotent requests can only be used with the same parameters they "
+            "were first used with.",
+        )
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.stripe"):
+            error = fail(router, gateway, "create_transfer", response)
+
+        assert type(error) is errors.IdempotencyMismatchError
+        assert error.outcome_unknown
+        logged = [r for r in caplog.records if r.name == "bountyescrow.stripe"]
+        assert [r.levelno for r in logged] == [logging.ERROR]
+        assert KEY in logged[0].getMessage()
+        assert "create_transfer" in logged[0].getMessage()
+
+
+class TestIdempotencyKeyInUse:
     @pytest.mark.parametrize(
         "response",
         [
             stripe_error(
-                400,
-                "idempotency_error",
-                "Keys for idempotent requests can only be used with the same parameters they "
-                "were first used with.",
+                409, "idempotency_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
             ),
             stripe_error(
-                409,
-                "invalid_request_error",
-                "There is currently another in-progress request using this Idempotent Key.",
-                code="idempotency_key_in_use",
+                409, "invalid_request_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
             ),
             stripe_error(
-                400,
-                "invalid_request_error",
-                "Another request with this key is in progress.",
-                code="idempotency_key_in_use",
+                400, "invalid_request_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
             ),
         ],
-        ids=["idempotency_error", "in_use_409", "in_use_400"],
+        ids=["409_idempotency_error", "409_invalid_request", "400"],
     )
-    def test_is_a_mismatch_that_stays_pending_and_raises_an_alert(
+    def test_is_an_unknown_outcome_not_a_mismatch_and_no_error_log(
         self,
         router: respx.MockRouter,
         gateway: StripeGateway,
         caplog: pytest.LogCaptureFixture,
         response: httpx.Response,
     ) -> None:
-        with caplog.at_level(logging.ERROR, logger="bountyescrow.stripe"):
+        """Another request with the key may still move the money: pending, not a bug."""
+        with caplog.at_level(logging.DEBUG, logger="bountyescrow"):
             error = fail(router, gateway, "create_transfer", response)
 
-        assert type(error) is errors.IdempotencyMismatchError
+        assert type(error) is errors.IdempotencyKeyInUseError
+        assert not isinstance(error, errors.IdempotencyMismatchError)
         assert error.outcome_unknown
-        alerts = [r for r in caplog.records if r.name == "bountyescrow.stripe"]
-        assert [r.levelno for r in alerts] == [logging.ERROR]
-        assert KEY in alerts[0].getMessage()
-        assert "create_transfer" in alerts[0].getMessage()
+        assert error.code == "idempotency_key_in_use"
+        assert [r.levelno for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    def test_the_sdk_retries_a_key_in_use_with_the_same_key(
+        self, router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With retries on, a 409 is asked again; the other request's transfer comes back."""
+        monkeypatch.setattr(stripe.HTTPXClient, "_sleep_time_seconds", lambda self, n: 0.0)
+        in_use = stripe_error(
+            409, "idempotency_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
+        )
+        route = router.post("/v1/transfers").mock(
+            side_effect=[in_use, answer(builders.transfer(id="tr_1"))]
+        )
+
+        with StripeGateway(api_key=TEST_KEY, max_network_retries=1) as gateway:
+            snapshot = CALLS["create_transfer"][2](gateway)
+
+        assert getattr(snapshot, "ref", None) == "tr_1"
+        assert [c.request.headers["Idempotency-Key"] for c in route.calls] == [KEY, KEY]
 
 
 class TestCredentials:

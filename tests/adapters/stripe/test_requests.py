@@ -422,14 +422,15 @@ class TestFindTransfer:
             return_value=answer(builders.listing([newer, older], url="/v1/transfers"))
         )
 
-        with caplog.at_level(logging.ERROR, logger="bountyescrow.stripe"):
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
             found = gateway.find_transfer(transfer_group=GROUP, operation_id="op_1")
 
         assert found is not None
         assert found.ref == "tr_old"
-        assert "ALERT" in caplog.text
-        assert "tr_new" in caplog.text
-        assert "tr_old" in caplog.text
+        alerts = [r for r in caplog.records if r.name == "bountyescrow.alerts"]
+        assert [getattr(r, "alert", None) for r in alerts] == ["second_gateway_object"]
+        assert getattr(alerts[0], "gateway_refs", None) == ["tr_new", "tr_old"]
+        assert "op_1" in alerts[0].getMessage()
 
     def test_fetches_every_reversal_when_the_transfer_embeds_only_some(
         self, router: respx.MockRouter, gateway: StripeGateway

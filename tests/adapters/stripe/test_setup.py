@@ -6,7 +6,9 @@ import importlib
 import inspect
 import sys
 import warnings
+from datetime import timedelta
 
+import httpx
 import pytest
 import respx
 import stripe
@@ -112,6 +114,79 @@ class TestConstruction:
         gateway = StripeGateway(api_key=TEST_KEY)
         gateway.close()
         gateway.close()
+
+
+def sent_timeout(route: respx.Route) -> dict[str, float]:
+    """The httpx timeout the last request went out with, per step."""
+    return dict(route.calls.last.request.extensions["timeout"])
+
+
+class TestCallDuration:
+    """`max_call_duration` bounds every attempt the SDK makes, so a lease can outlast it."""
+
+    def test_the_default_outlasts_three_attempts_of_thirty_seconds_and_the_backoff(
+        self, router: respx.MockRouter
+    ) -> None:
+        route = router.post("/v1/transfers").mock(return_value=answer(builders.transfer()))
+
+        with StripeGateway(api_key=TEST_KEY) as gateway:
+            gateway.create_transfer(TRANSFER, idempotency_key=KEY)
+
+        timeout = sent_timeout(route)
+        assert timeout == {"connect": 5.0, "read": 30.0, "write": 5.0, "pool": 5.0}
+        # Three attempts of every step, the SDK's back-off (0.5 s, then 1 s), a margin.
+        longest = 3 * sum(timeout.values()) + 0.5 + 1.0
+        assert gateway.max_call_duration == timedelta(seconds=longest + 10)
+
+    @pytest.mark.parametrize(
+        ("timeout", "retries", "expected"),
+        [
+            (10.0, 0, 10 + 15 + 10),
+            (2.0, 1, 2 * (2 + 3 * 2) + 0.5 + 10),
+            (60.0, 5, 6 * 75 + (0.5 + 1 + 2 + 4 + 5) + 10),
+        ],
+    )
+    def test_follows_the_timeout_and_the_retries(
+        self, router: respx.MockRouter, timeout: float, retries: int, expected: float
+    ) -> None:
+        """The SDK's back-off doubles from 0.5 s up to 5 s."""
+        route = router.post("/v1/transfers").mock(return_value=answer(builders.transfer()))
+
+        with StripeGateway(
+            api_key=TEST_KEY, timeout=timeout, max_network_retries=retries
+        ) as gateway:
+            gateway.create_transfer(TRANSFER, idempotency_key=KEY)
+
+        assert sum(sent_timeout(route).values()) * (retries + 1) < expected
+        assert gateway.max_call_duration == timedelta(seconds=expected)
+
+    def test_a_client_given_counts_with_its_own_timeout_and_retries(self) -> None:
+        httpx_client = stripe.StripeClient(
+            TEST_KEY, http_client=_HTTPXClient(timeout=10, allow_sync_methods=True),
+            max_network_retries=1,
+        )  # fmt: skip
+        sdk_default = stripe.StripeClient(TEST_KEY)  # requests, 80 s, the SDK's 2 retries
+        split = stripe.StripeClient(
+            TEST_KEY,
+            http_client=_HTTPXClient(
+                timeout=httpx.Timeout(20, connect=2, write=1, pool=1), allow_sync_methods=True
+            ),
+            max_network_retries=0,
+        )
+
+        # httpx applies a plain number to each of its four steps; requests to two.
+        assert StripeGateway(httpx_client).max_call_duration == timedelta(seconds=90.5)
+        assert StripeGateway(sdk_default).max_call_duration == timedelta(seconds=491.5)
+        assert StripeGateway(split).max_call_duration == timedelta(seconds=34)
+
+    def test_a_client_without_a_finite_timeout_is_refused(self) -> None:
+        unbounded = stripe.StripeClient(
+            TEST_KEY,
+            http_client=_HTTPXClient(timeout=httpx.Timeout(None), allow_sync_methods=True),
+        )
+
+        with pytest.raises(errors.ConfigurationError, match="unbounded"):
+            StripeGateway(unbounded)
 
 
 class TestSdkGlobals:

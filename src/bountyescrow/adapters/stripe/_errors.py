@@ -23,10 +23,12 @@ from bountyescrow.errors import (
     GatewayError,
     GatewayRejectedError,
     GatewayUnavailableError,
+    IdempotencyKeyInUseError,
     IdempotencyMismatchError,
     InsufficientPayeeBalanceError,
     PaymentAlreadySettledError,
     PaymentDeclinedError,
+    PlatformBalanceInsufficientError,
 )
 
 LOGGER: Final = logging.getLogger("bountyescrow.stripe")
@@ -37,6 +39,9 @@ DESTINATION_NOT_READY_CODES: Final = frozenset(
 )
 #: Codes saying a balance does not cover the request (for a reversal: the payee's balance).
 INSUFFICIENT_BALANCE_CODES: Final = frozenset({"balance_insufficient", "insufficient_funds"})
+#: A transfer the platform's balance does not cover (``source_transaction`` only protects the
+#: charge's money while it is unsettled; once settled, it may have been paid out).
+PLATFORM_BALANCE_INSUFFICIENT: Final = "balance_insufficient"
 #: Cancelling a PaymentIntent that succeeded, is processing or was already cancelled.
 UNEXPECTED_STATE: Final = "payment_intent_unexpected_state"
 #: Another request with the same key is still running at Stripe (HTTP 409).
@@ -64,15 +69,28 @@ def translate(
     where = f"(Stripe {action}; code {code or '-'}; request {request_id or '-'})"
     fields: dict[str, Any] = {"code": code, "request_id": request_id, "replayed": replayed}
 
-    if (
-        isinstance(exc, stripe.IdempotencyError)
-        or body.get("type") == "idempotency_error"
-        or code == KEY_IN_USE
-    ):
+    if code == KEY_IN_USE:
+        # Checked before the idempotency_error type, which Stripe also gives it: a request
+        # with the key still runs (the SDK's own retry of a slow request can cause this). Not
+        # a bug; that request may still move the money, so the outcome is unknown.
+        LOGGER.warning(
+            "Stripe is still running another request with key %s (%s, request %s): %s",
+            idempotency_key,
+            action,
+            request_id,
+            message,
+        )
+        return IdempotencyKeyInUseError(
+            f"another request with this idempotency key is still running at Stripe: {message} "
+            f"{where}. The outcome is unknown: retry with the same key shortly.",
+            **fields,
+        )
+    if isinstance(exc, stripe.IdempotencyError) or body.get("type") == "idempotency_error":
+        # An error, not an alert: the service raises the alert, naming the operation.
         LOGGER.error(
-            "ALERT: Stripe idempotency conflict on %s, key %s, request %s: %s. The same key "
-            "was sent with other parameters or twice at once; this is a bug. The operation "
-            "stays pending: find the object at Stripe before resending anything.",
+            "Stripe idempotency mismatch on %s, key %s, request %s: %s. The key was sent "
+            "with other parameters; this is a bug. Find the object at Stripe before resending "
+            "anything.",
             action,
             idempotency_key,
             request_id,
@@ -121,9 +139,7 @@ def reported_intent_status(error: BaseException) -> str | None:
     return None
 
 
-def _invalid_request(
-    action: str, message: str, where: str, fields: dict[str, Any]
-) -> GatewayRejectedError:
+def _invalid_request(action: str, message: str, where: str, fields: dict[str, Any]) -> GatewayError:
     code = fields["code"]
     lowered = message.lower()
     if action == "create_transfer" and (
@@ -132,6 +148,13 @@ def _invalid_request(
     ):
         return DestinationNotReadyError(
             f"the payee's connected account cannot receive transfers yet: {message} {where}",
+            **fields,
+        )
+    if action == "create_transfer" and code == PLATFORM_BALANCE_INSUFFICIENT:
+        return PlatformBalanceInsufficientError(
+            f"the platform's Stripe balance does not cover the transfer: {message} {where}. "
+            f"Escrowed money has left the balance (a payout?): top the balance up; the "
+            f"release is sent again later.",
             **fields,
         )
     if action == "create_reversal" and (

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+import httpx
 import stripe
 from stripe import StripeResponse
 
+from bountyescrow._alerts import alert
 from bountyescrow.adapters.stripe import _checks
 from bountyescrow.adapters.stripe._checks import RequestRefusedError
 from bountyescrow.adapters.stripe._errors import header, reported_intent_status, translated
@@ -63,13 +66,22 @@ if TYPE_CHECKING:
 
 LOGGER: Final = logging.getLogger("bountyescrow.stripe")
 
-#: Metadata key naming the payee on the connected accounts the gateway creates.
 #: Page size for the look-ups (Stripe's maximum).
 PAGE_SIZE: Final = 100
 
 #: The first API version (Stripe's "endive" release) whose PaymentIntents take
 #: ``allowed_payment_method_types``; earlier versions call the parameter ``payment_method_types``.
 ALLOWED_TYPES_SINCE: Final = "2026-09-30"
+
+#: Seconds the gateway's own client waits for Stripe's answer to one HTTP request.
+DEFAULT_TIMEOUT: Final = 30.0
+#: Seconds the gateway's own client allows, at most, for each step before that wait: a free
+#: connection from its pool, connecting, sending the (small) request.
+SETUP_TIMEOUT: Final = 5.0
+#: Added to `StripeGateway.max_call_duration` for the work around the HTTP requests.
+CALL_MARGIN: Final = timedelta(seconds=10)
+#: The SDK's own default timeout, assumed for a client whose timeout cannot be read.
+_SDK_TIMEOUT: Final = 80.0
 
 _KEY_MODE = re.compile(r"^(?:sk|rk)_(live|test)_")
 _T = TypeVar("_T")
@@ -112,13 +124,15 @@ class StripeGateway:
         livemode: test or live mode, needed only when it cannot be read from the key.
         max_network_retries: how many times the SDK itself retries a request that failed on
             the network, with a 409 or a 5xx (always with the same idempotency key).
-        timeout: seconds to wait for each HTTP request.
+        timeout: seconds to wait for Stripe's answer to each HTTP request (the SDK's own
+            default, 80 s, makes calls outlast reasonable leases). Getting a connection,
+            connecting and sending take at most ``min(timeout, 5)`` seconds each.
         platform_country: the platform account's country; payees elsewhere get Stripe's
             ``recipient`` service agreement.
 
     Raises:
-        ConfigurationError: neither or both of `client` and `api_key`, a publishable key, or a
-            mode that contradicts the key.
+        ConfigurationError: neither or both of `client` and `api_key`, a publishable key, a
+            mode that contradicts the key, or a client without a finite HTTP timeout.
     """
 
     def __init__(
@@ -128,7 +142,7 @@ class StripeGateway:
         api_key: str | None = None,
         livemode: bool | None = None,
         max_network_retries: int = 2,
-        timeout: float = 80.0,
+        timeout: float = DEFAULT_TIMEOUT,
         platform_country: str = "US",
     ) -> None:
         if (client is None) == (api_key is None):
@@ -165,7 +179,11 @@ class StripeGateway:
 
         if client is None:
             assert api_key is not None
-            self._http = _HTTPXClient(timeout=timeout, allow_sync_methods=True)
+            setup = min(timeout, SETUP_TIMEOUT)
+            self._http = _HTTPXClient(
+                timeout=httpx.Timeout(timeout, connect=setup, write=setup, pool=setup),
+                allow_sync_methods=True,
+            )
             client = stripe.StripeClient(
                 api_key, http_client=self._http, max_network_retries=max_network_retries
             )
@@ -175,6 +193,9 @@ class StripeGateway:
                 "gateway must act on the platform account"
             )
         self._client = client
+        self._max_call_duration = call_budget(
+            _client_attribute(client, "_client"), _client_retries(client)
+        )
         version = _client_attribute(client, "stripe_version")
         self._api_version = version if isinstance(version, str) else stripe.api_version
 
@@ -187,6 +208,17 @@ class StripeGateway:
     def livemode(self) -> bool:
         """True when the gateway moves real money (a live mode key)."""
         return self._livemode
+
+    @property
+    def max_call_duration(self) -> timedelta:
+        """The longest one call can take: every attempt the SDK makes, its back-off, a margin.
+
+        ``(max_network_retries + 1) * (timeout + 3 * min(timeout, 5 s)) + back-off + 10 s``;
+        with the defaults (30 s, 2 retries) 146.5 s. For a client passed in, its own HTTP
+        client's timeout and its retries count: the SDK's default client (requests, 80 s for
+        connecting and 80 s for the answer, 2 retries) gives 491.5 s.
+        """
+        return self._max_call_duration
 
     @property
     def api_version(self) -> str:
@@ -540,13 +572,17 @@ class StripeGateway:
         if not matches:
             return None
         if len(matches) > 1:
-            LOGGER.error(
-                "ALERT: %d Stripe objects carry operation %s (%s): %s. At most one money "
-                "movement per operation is expected; reconcile by hand.",
+            refs = [str(item.get("id")) for item in matches]
+            alert(
+                "second_gateway_object",
+                "%d Stripe objects carry operation %s (%s): %s. At most one money movement "
+                "per operation is expected; reconcile by hand.",
                 len(matches),
                 operation_id,
                 action,
-                ", ".join(str(item.get("id")) for item in matches),
+                ", ".join(refs),
+                operation_id=operation_id,
+                gateway_refs=refs,
             )
         # Lists come newest first: the oldest object is the one the first attempt made.
         return _parse_or_unknown(action, matches[-1], parse)
@@ -622,6 +658,48 @@ def _mode_of_key(key: object) -> bool | None:
     """True for a live key, False for a test key, None when the key says neither."""
     match = _KEY_MODE.match(key) if isinstance(key, str) else None
     return None if match is None else match.group(1) == "live"
+
+
+def call_budget(http_client: object, retries: int) -> timedelta:
+    """The longest a call can take through the SDK's `http_client` with `retries` (see
+    `StripeGateway.max_call_duration`).
+
+    Raises:
+        ConfigurationError: the client's timeout leaves a step of the request unbounded.
+    """
+    attempt = _attempt_seconds(http_client)
+    initial, cap = float(stripe.HTTPClient.INITIAL_DELAY), float(stripe.HTTPClient.MAX_DELAY)
+    # The SDK sleeps min(initial * 2**(n-1), cap) before retry n, less a random jitter.
+    backoff = sum(max(initial, min(initial * 2 ** (n - 1), cap)) for n in range(1, retries + 1))
+    return timedelta(seconds=attempt * (retries + 1) + backoff) + CALL_MARGIN
+
+
+def _attempt_seconds(http_client: object) -> float:
+    """The longest one HTTP request can take through an SDK HTTP client, from its timeout."""
+    timeout = getattr(http_client, "_timeout", None)
+    if isinstance(timeout, httpx.Timeout):
+        steps = (timeout.pool, timeout.connect, timeout.write, timeout.read)
+        if any(step is None for step in steps):
+            raise ConfigurationError(
+                f"the Stripe client's HTTP timeout {timeout!r} leaves a step unbounded; a "
+                f"gateway call must end before the operation's lease does"
+            )
+        return sum(cast("float", step) for step in steps)
+    if isinstance(timeout, tuple) and all(isinstance(s, int | float) and s > 0 for s in timeout):
+        return float(sum(timeout))  # requests' (connect, read)
+    seconds = timeout if isinstance(timeout, int | float) and timeout > 0 else _SDK_TIMEOUT
+    # requests applies a plain number to connecting and to reading; httpx (and, to be safe,
+    # any other client) to each of its four steps.
+    return (2.0 if isinstance(http_client, stripe.RequestsClient) else 4.0) * float(seconds)
+
+
+def _client_retries(client: object) -> int:
+    """How many times the client's SDK retries a request (the SDK's global default if unset)."""
+    options = getattr(getattr(client, "_requestor", None), "_options", None)
+    retries = getattr(options, "max_network_retries", None)
+    if not isinstance(retries, int):
+        retries = stripe.max_network_retries
+    return retries if isinstance(retries, int) and retries > 0 else 0
 
 
 def _client_attribute(client: object, name: str) -> object:
