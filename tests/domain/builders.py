@@ -284,7 +284,13 @@ class Book:
             ref=ref, amount=amount, status="succeeded", payment_ref=self.escrow.payment_ref
         )
         return self.apply(
-            tr.adopt_external_refund(self.escrow, snapshot, op_id=self.new_id(), now=self.now())
+            tr.adopt_external_refund(
+                self.escrow,
+                snapshot,
+                op_id=self.new_id(),
+                now=self.now(),
+                operations=list(self.ops.values()),
+            )
         )
 
     # --- reversal -------------------------------------------------------------------------------
@@ -367,7 +373,11 @@ class Book:
             funds_reinstated=Money(reinstated, currency),
         )
         existing = self.disputes.get(ref)
-        return self.apply(tr.apply_dispute(self.escrow, existing, snapshot, now=self.now()))
+        return self.apply(
+            tr.apply_dispute(
+                self.escrow, existing, snapshot, now=self.now(), operations=list(self.ops.values())
+            )
+        )
 
     def fraud_warning(self, ref: str = "issfr_1") -> tr.Outcome:
         """Radar raised an early fraud warning on the charge."""
@@ -442,8 +452,8 @@ def settled() -> Book:
 def disputed() -> Book:
     """Partially settled, then dispute ``dp_1`` withdrew the whole $100.00 charge.
 
-    $60.00 came out of the held money and $40.00 (already paid to the hunter) is the
-    platform's shortfall; the escrow is frozen.
+    `dispute_withdrawn` is $100.00: $60.00 came out of the held money and $40.00 (already
+    paid to the hunter) is the escrow's debt (`shortfall`); the escrow is frozen.
     """
     book = partially_settled()
     book.dispute("dp_1", "needs_response", withdrawn=10_000)

@@ -285,10 +285,10 @@ TABLE: list[tuple[str, str, Expected]] = [
         "funds withdrawn",
         funded=becomes("disputed", held="$0.00", dispute_withdrawn="$100.00", shortfall="$0.00"),
         partially_settled=becomes(
-            "disputed", held="$0.00", dispute_withdrawn="$60.00", shortfall="$40.00"
+            "disputed", held="$0.00", dispute_withdrawn="$100.00", shortfall="$40.00"
         ),
         **{
-            column: becomes("disputed", dispute_withdrawn="$0.00", shortfall="$100.00")
+            column: becomes("disputed", dispute_withdrawn="$100.00", shortfall="$100.00")
             for column in _PAID_OUT
         },
         disputed=NO_CHANGE,
@@ -305,7 +305,7 @@ TABLE: list[tuple[str, str, Expected]] = [
     ),
     *_row(
         "dispute lost",
-        disputed=becomes("settled", held="$0.00", dispute_withdrawn="$60.00", shortfall="$40.00"),
+        disputed=becomes("settled", held="$0.00", dispute_withdrawn="$100.00", shortfall="$40.00"),
     ),
     *_row(
         "inquiry",
@@ -383,10 +383,10 @@ TABLE: list[tuple[str, str, Expected]] = [
             refunded="$30.00",
         ),
         released=becomes(
-            "released", "external_refund $30.00 succeeded", refunded="$0.00", shortfall="$30.00"
+            "settled", "external_refund $30.00 succeeded", refunded="$30.00", shortfall="$30.00"
         ),
         settled=becomes(
-            "settled", "external_refund $30.00 succeeded", refunded="$60.00", shortfall="$30.00"
+            "settled", "external_refund $30.00 succeeded", refunded="$90.00", shortfall="$30.00"
         ),
     ),
 ]

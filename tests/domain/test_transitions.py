@@ -630,15 +630,16 @@ class TestAdoptExternalRefund:
         assert postings(book, "refund") == {ESCROW: -3_000, GATEWAY: 3_000}
         assert book.event_types()[-1] == "operation.adopted"
 
-    def test_beyond_available_goes_to_the_platform_shortfall(self) -> None:
+    def test_beyond_available_and_in_flight_is_the_escrows_debt(self) -> None:
+        """`refunded` counts the whole refund; what `held` could not cover is debt."""
         book = builders.funded()
-        book.start_release(usd(8_000))  # reserved: the outside refund must not take it
+        book.start_release(usd(8_000))  # may be in flight: the outside refund cannot take it
         book.external_refund(usd(3_000))
         (op,) = book.of_kind(OperationKind.EXTERNAL_REFUND)
         assert op.shortfall == usd(1_000)
         assert (book.escrow.held, book.escrow.refunded, book.escrow.shortfall) == (
             usd(8_000),
-            usd(2_000),
+            usd(3_000),
             usd(1_000),
         )
         assert postings(book, "refund") == {
@@ -843,11 +844,12 @@ class TestAdoptExternalReversal:
         book.external_reversal(release, usd(5_000))
         (op,) = book.of_kind(OperationKind.EXTERNAL_REVERSAL)
         assert op.net == usd(3_000)
-        # Each piece's fee share rounds down (666 + 333): one cent of fee stays earned.
-        assert (book.escrow.held, book.escrow.released, book.escrow.fees) == (
-            usd(9_999),
-            usd(1),
-            usd(1),
+        # The pieces' fee shares (666 + 334) add up to the whole fee.
+        assert (op.fee, book.escrow.held, book.escrow.released, book.escrow.fees) == (
+            usd(334),
+            usd(10_000),
+            usd(0),
+            usd(0),
         )
 
     def test_adopted_even_while_frozen(self) -> None:
@@ -867,15 +869,16 @@ class TestApplyDispute:
         assert book.disputes["dp_1"].open
         assert book.event_types()[-2:] == ["dispute.opened", "escrow.frozen"]
 
-    def test_withdrawal_takes_from_available_first_and_the_rest_is_shortfall(self) -> None:
+    def test_withdrawal_takes_from_available_first_and_the_rest_is_debt(self) -> None:
         book = builders.funded()
         release = book.start_release(usd(7_000))  # in flight: keeps its reservation
         book.dispute(withdrawn=10_000)
         assert (book.escrow.held, book.escrow.dispute_withdrawn, book.escrow.shortfall) == (
             usd(7_000),
-            usd(3_000),
+            usd(10_000),
             usd(7_000),
         )
+        assert book.escrow.available == usd(0)
         dispute = book.disputes["dp_1"]
         assert (dispute.from_held, dispute.from_shortfall) == (usd(3_000), usd(7_000))
         assert postings(book, "dispute_withdrawal") == {
@@ -895,10 +898,11 @@ class TestApplyDispute:
             usd(0),
             usd(0),
         )
-        assert postings(book, "dispute_reinstatement") == {
-            ESCROW: 6_000,
+        assert postings(book, "dispute_reinstatement") == {ESCROW: 10_000, GATEWAY: -10_000}
+        # The reinstated money pays the escrow's debt first.
+        assert postings(book, tr.SHORTFALL_SETTLED) == {
+            ESCROW: -4_000,
             ledger.PLATFORM_SHORTFALL: 4_000,
-            GATEWAY: -10_000,
         }
         assert book.balance(ledger.PLATFORM_SHORTFALL) == 0
         assert book.escrow.status is EscrowStatus.DISPUTED  # still open until won
@@ -913,7 +917,10 @@ class TestApplyDispute:
         book = builders.disputed()
         book.dispute(status="lost", withdrawn=10_000)
         assert book.escrow.status is EscrowStatus.SETTLED
-        assert (book.escrow.dispute_withdrawn, book.escrow.shortfall) == (usd(6_000), usd(4_000))
+        assert (book.escrow.dispute_withdrawn, book.escrow.shortfall) == (
+            usd(10_000),
+            usd(4_000),
+        )
 
     @pytest.mark.parametrize("status", ["warning_closed", "prevented"])
     def test_other_closing_statuses_unfreeze(self, status: str) -> None:

@@ -299,26 +299,28 @@ class TestDisputes:
         disputed = service.get(esc.id)
         assert (disputed.held, disputed.dispute_withdrawn, disputed.shortfall) == (
             usd(0),
-            usd(5_000),
+            usd(25_000),
             usd(20_000),
         )
         (withdrawn,) = [e for e in service.events(limit=10_000) if e.type.endswith("withdrawn")]
         assert (withdrawn.data["from_held"], withdrawn.data["shortfall"]) == (5_000, 20_000)
 
-    def test_a_withdrawal_leaves_money_reserved_by_a_waiting_release(
+    def test_a_withdrawal_cuts_a_release_still_waiting_for_its_payee(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
+        """Nothing was sent for a waiting release, so its money is the first to go."""
         esc = funded(service, fake)
         service.register_payee(HUNTER, country="US")
-        service.release(
+        op = service.release(
             esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
         )
         assert esc.payment_ref is not None
         fake.open_dispute(esc.payment_ref, amount=usd(20_000))
         fake.deliver(service)
         disputed = service.get(esc.id)
-        assert (disputed.held, disputed.reserved) == (usd(10_000), usd(10_000))
-        assert disputed.shortfall == usd(5_000)
+        assert (disputed.held, disputed.reserved) == (usd(5_000), usd(0))
+        assert disputed.shortfall == usd(0)
+        assert service.get_operation(op.id).status is OperationStatus.FAILED
 
 
 class TestFunding:

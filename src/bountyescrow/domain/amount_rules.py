@@ -27,6 +27,21 @@ MINIMUM_CHARGE: Final[Mapping[str, int]] = MappingProxyType(
 MAX_AMOUNT: Final = 99_999_999
 
 
+def step(currency: str) -> int:
+    """The smallest amount, in minor units, that Stripe moves in `currency`.
+
+    Three-decimal currencies (KWD, BHD, JOD, OMR, TND) move in steps of 10 minor units;
+    every other currency in steps of 1.
+    """
+    return 10 if currency in THREE_DECIMAL else 1
+
+
+def round_down(amount: int, currency: str) -> int:
+    """`amount` minor units rounded down (towards minus infinity) to a multiple of `step`."""
+    unit = step(currency)
+    return amount // unit * unit
+
+
 def problem(amount: Money, *, charge: bool = False) -> tuple[str, str | None] | None:
     """Say what is wrong with an amount Stripe would refuse, as (message, Stripe code).
 

@@ -28,7 +28,10 @@ class EscrowStatus(enum.StrEnum):
 class Escrow:
     """Money held for one bounty, with every confirmed amount.
 
-    Invariant I1: ``funded == held + released + refunded + dispute_withdrawn``.
+    Invariant I1: ``funded + shortfall == held + released + refunded + dispute_withdrawn``.
+    `refunded` and `dispute_withdrawn` count all the money that left at the gateway;
+    `shortfall` is the escrow's debt, what left beyond what `held` could cover, paid first
+    from any money that comes back (so while it is positive, `available` is zero).
     `reserved` is the part of `held` that open operations keep; `available` is the rest.
     `client_secret` is set only on the value `open_escrow` returns; it is never stored,
     logged or shown in `repr`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from bountyescrow.domain.amount_rules import round_down, step
 from bountyescrow.domain.money import Money
 
 
@@ -19,6 +20,11 @@ def _check_fixed(
 ) -> None:
     if value is not None and value.amount < 0:
         raise ValueError(f"fixed fee must not be negative, got {value}")
+    if value is not None and value.amount % step(value.currency):
+        raise ValueError(
+            f"fixed fee {value} is not a multiple of {step(value.currency)} minor units; "
+            f"Stripe moves {value.currency} only in steps of {step(value.currency)}"
+        )
 
 
 @attrs.frozen
@@ -38,7 +44,9 @@ class FeeSchedule:
 
     The schedule is copied onto an escrow when it opens, so a later change of settings never
     alters an open escrow. The fee is floor(gross * bps / 10 000) (rounding favours the payee),
-    plus the fixed part on the escrow's first release.
+    rounded down to what Stripe moves in the currency (a multiple of 10 minor units for
+    three-decimal currencies such as KWD), plus the fixed part on the escrow's first release.
+    So the payee's net is a multiple of 10 whenever the gross is.
     """
 
     bps: int = attrs.field(validator=_check_bps)
@@ -53,7 +61,8 @@ class FeeSchedule:
         fixed = Money.zero(gross.currency)
         if first_release and self.fixed is not None and self.fixed.amount:
             fixed = fixed + self.fixed  # raises on a currency mismatch
-        fee = Money(gross.amount * self.bps // 10_000, gross.currency) + fixed
+        share = round_down(gross.amount * self.bps // 10_000, gross.currency)
+        fee = Money(share, gross.currency) + fixed
         net = gross - fee
         if net.amount <= 0:
             raise ValueError(

@@ -1,6 +1,16 @@
 """The money invariants of DESIGN §5, checked over one escrow's records.
 
-`violations` returns human-readable problems; an empty list means I1-I4 hold.
+`violations` returns human-readable problems; an empty list means they all hold:
+
+- I1 ``funded + shortfall == held + released + refunded + dispute_withdrawn``: `refunded`
+  and `dispute_withdrawn` count all the money that left at the gateway, and `shortfall` is
+  the escrow's debt, what left beyond what `held` could cover.
+- I2 ``held >= 0``; open operations reserve exactly `reserved`, never more than `held`;
+  while there is debt (``shortfall > 0``) nothing is available (``available == 0``): every
+  available cent pays the debt first.
+- I3 every entry balances; the ledger's ``escrow:<id>`` equals `held` and
+  ``platform:shortfall`` equals minus the debt.
+- I4 one gateway object per operation, one ledger effect per gateway object.
 """
 
 from __future__ import annotations
@@ -47,9 +57,10 @@ def violations(
         return problems
     # I1
     total = e.held + e.released + e.refunded + e.dispute_withdrawn
-    if e.funded != total:
+    if e.funded + e.shortfall != total:
         problems.append(
-            f"I1 {e.id}: funded {e.funded} != held + released + refunded + withdrawn {total}"
+            f"I1 {e.id}: funded + shortfall {e.funded + e.shortfall} != held + released + "
+            f"refunded + withdrawn {total}"
         )
     # I2
     if e.held.amount < 0:
@@ -59,6 +70,12 @@ def violations(
         problems.append(f"I2 {e.id}: open operations reserve {reserved}, escrow says {e.reserved}")
     if e.reserved > e.held:
         problems.append(f"I2 {e.id}: reserved {e.reserved} exceeds held {e.held}")
+    if e.shortfall.amount < 0:
+        problems.append(f"I2 {e.id}: shortfall is negative ({e.shortfall})")
+    if e.shortfall.is_positive and e.available.is_positive:
+        problems.append(
+            f"I2 {e.id}: {e.available} is available while the escrow owes {e.shortfall}"
+        )
     # I3
     for entry in entries:
         sums = Counter[str]()
@@ -66,9 +83,16 @@ def violations(
             sums[posting.amount.currency] += posting.amount.amount
         if any(sums.values()):
             problems.append(f"I3 {e.id}: entry {entry.kind}/{entry.ref} does not balance")
-    held_in_ledger = ledger.balances(entries).get((ledger.escrow_account(e.id), e.currency), 0)
+    totals = ledger.balances(entries)
+    held_in_ledger = totals.get((ledger.escrow_account(e.id), e.currency), 0)
     if held_in_ledger != e.held.amount:
         problems.append(f"I3 {e.id}: ledger holds {held_in_ledger}, escrow says {e.held.amount}")
+    debt_in_ledger = -totals.get((ledger.PLATFORM_SHORTFALL, e.currency), 0)
+    if debt_in_ledger != e.shortfall.amount:
+        problems.append(
+            f"I3 {e.id}: ledger says the escrow owes {debt_in_ledger}, escrow says "
+            f"{e.shortfall.amount}"
+        )
     # I4
     refs = Counter(
         (op.kind, op.gateway_ref)
@@ -89,7 +113,7 @@ def violations(
             n = sum(
                 1
                 for entry in entries
-                if entry.operation_id == op.id and entry.kind not in ("refund_failed",)
+                if entry.operation_id == op.id and entry.kind != "refund_failed"
             )
             if n != 1:
                 problems.append(f"I4 {e.id}: succeeded {op.kind.value} {op.id} has {n} entries")

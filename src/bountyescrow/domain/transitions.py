@@ -8,19 +8,21 @@ as arguments. A refused command raises a `bountyescrow.errors` error and changes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 
 from bountyescrow.domain import ledger
+from bountyescrow.domain.amount_rules import round_down
 from bountyescrow.domain.dispute import Dispute
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.gateway_objects import (
     META_BOUNTY,
     META_ESCROW,
+    META_NAMESPACE,
     META_OPERATION,
     CancelPayment,
     CreatePayment,
@@ -75,8 +77,11 @@ def _event(type: str, escrow: Escrow, op: Operation | None = None, **data: Any) 
     )
 
 
-def _metadata(escrow: Escrow, op_id: str) -> dict[str, str]:
-    return {META_ESCROW: escrow.id, META_OPERATION: op_id, META_BOUNTY: escrow.bounty_id}
+def _metadata(escrow: Escrow, op_id: str, namespace: str | None = None) -> dict[str, str]:
+    metadata = {META_ESCROW: escrow.id, META_OPERATION: op_id, META_BOUNTY: escrow.bounty_id}
+    if namespace is not None:
+        metadata[META_NAMESPACE] = namespace
+    return metadata
 
 
 def _new_op(
@@ -162,6 +167,115 @@ def _take(escrow: Escrow, amount: Money | None, attempted: str) -> Money:
     return amount
 
 
+# --- money the gateway no longer holds --------------------------------------------------------
+
+#: The kind of the journal entry that pays an escrow's debt (`shortfall`) from its held money.
+SHORTFALL_SETTLED = "shortfall_settled"
+
+
+def _pay_debt(outcome: Outcome, cause: str) -> Outcome:
+    """Pay the escrow's debt first from money that came into `held` or was given back.
+
+    Every transition that adds to `held` or ends a reservation ends with this, so the escrow
+    never shows as available money the gateway no longer holds: while `shortfall` is
+    positive, `available` is zero. `cause` names what freed the money (an operation and its
+    new status, a gateway object); with the escrow id it makes the entry's (kind, ref) unique.
+    """
+    escrow, entries, events = _debt_payment(outcome.escrow, cause)
+    if not entries:
+        return outcome
+    return attrs.evolve(
+        outcome,
+        escrow=escrow,
+        entries=(*outcome.entries, *entries),
+        events=(*outcome.events, *events),
+    )
+
+
+def _debt_payment(
+    escrow: Escrow, cause: str
+) -> tuple[Escrow, tuple[JournalEntry, ...], tuple[DomainEvent, ...]]:
+    """The escrow with its debt paid from what is available, and the entry and event saying so."""
+    available = escrow.available
+    if not escrow.shortfall.is_positive or not available.is_positive:
+        return escrow, (), ()
+    paid = escrow.shortfall.min(available)
+    escrow = attrs.evolve(escrow, held=escrow.held - paid, shortfall=escrow.shortfall - paid)
+    entry = JournalEntry.of(
+        escrow.id,
+        SHORTFALL_SETTLED,
+        f"{escrow.id}:{cause}",
+        (ledger.escrow_account(escrow.id), -paid),
+        (ledger.PLATFORM_SHORTFALL, paid),
+    )
+    event = _event(
+        "escrow.shortfall_settled",
+        escrow,
+        amount=paid.amount,
+        shortfall=escrow.shortfall.amount,
+        cause=cause,
+    )
+    return escrow, (entry,), (event,)
+
+
+@attrs.frozen
+class _Withdrawal:
+    """Where money that left outside the library was taken from."""
+
+    escrow: Escrow
+    #: Taken from `held` (available money and the reservations cut).
+    from_held: Money
+    #: Not covered by `held`: the escrow's new debt.
+    debt: Money
+    #: Releases that had not been sent, failed because their money is gone.
+    cut: tuple[Operation, ...]
+    events: tuple[DomainEvent, ...]
+
+
+def _withdraw(
+    escrow: Escrow,
+    amount: Money,
+    operations: Sequence[Operation],
+    *,
+    reason: str,
+    now: datetime,
+) -> _Withdrawal:
+    """Take `amount`, which left at the gateway, from the escrow's held money.
+
+    First what is available; then the reservations of releases certainly never sent (waiting
+    for their payee), newest first, which fail with `reason`; only what is committed to
+    operations that may be in flight stays reserved, and the rest becomes debt.
+    """
+    zero = Money.zero(escrow.currency)
+    cut: list[Operation] = []
+    events: list[DomainEvent] = []
+    waiting = sorted(
+        (
+            op
+            for op in operations
+            if op.escrow_id == escrow.id
+            and op.kind is OperationKind.RELEASE
+            and op.status is OperationStatus.AWAITING_PAYEE
+        ),
+        key=lambda op: (op.created_at, op.id),
+        reverse=True,
+    )
+    for op in waiting:
+        if escrow.available >= amount:
+            break
+        outcome = _give_back(escrow, op, reason, now=now, status=OperationStatus.FAILED)
+        escrow = outcome.escrow
+        cut.extend(outcome.operations)
+        events.extend(outcome.events)
+    available = escrow.available if escrow.available.is_positive else zero
+    from_held = amount.min(available)
+    debt = amount - from_held
+    escrow = attrs.evolve(escrow, held=escrow.held - from_held, shortfall=escrow.shortfall + debt)
+    return _Withdrawal(
+        escrow=escrow, from_held=from_held, debt=debt, cut=tuple(cut), events=tuple(events)
+    )
+
+
 # --- funding ----------------------------------------------------------------------------------
 
 
@@ -174,12 +288,16 @@ def start_funding(
     payment_method_types: tuple[str, ...] = ("card",),
     description: str | None = None,
     receipt_email: str | None = None,
+    namespace: str | None = None,
 ) -> Outcome:
-    """Record the funding operation with the PaymentIntent request it will send."""
+    """Record the funding operation with the PaymentIntent request it will send.
+
+    With `namespace`, the request's metadata names the deployment (as every request does).
+    """
     request = CreatePayment(
         amount=escrow.amount,
         transfer_group=escrow.transfer_group,
-        metadata=_metadata(escrow, op_id),
+        metadata=_metadata(escrow, op_id, namespace),
         payment_method_types=payment_method_types,
         description=description,
         receipt_email=receipt_email,
@@ -224,11 +342,13 @@ def apply_payment(
     *,
     now: datetime,
     new_id: Callable[[], str],
+    namespace: str | None = None,
 ) -> Outcome:
     """Apply a PaymentIntent's state: succeeded, processing, failed or canceled.
 
     `funding` is the funding operation whose gateway object this is, or None for a payment
     carrying this escrow's metadata that the library did not create (a second payment).
+    A refund of surplus money it creates carries `namespace` in its metadata.
     """
     if payment.amount.currency != escrow.currency:
         raise ValidationError(
@@ -241,7 +361,15 @@ def apply_payment(
         )  # booked already; later states of a paid intent change nothing
     primary = funding is not None and payment.ref == escrow.payment_ref
     if payment.status == "succeeded":
-        return _book_funding(escrow, funding, payment, primary=primary, now=now, new_id=new_id)
+        return _book_funding(
+            escrow,
+            funding,
+            payment,
+            primary=primary,
+            now=now,
+            new_id=new_id,
+            namespace=namespace,
+        )
     if funding is None or not primary or escrow.funded or escrow.cancelled:
         # Only the escrow's own payment, while it still awaits funding, has news to record.
         return Outcome(escrow=escrow)
@@ -287,6 +415,7 @@ def _book_funding(
     primary: bool,
     now: datetime,
     new_id: Callable[[], str],
+    namespace: str | None,
 ) -> Outcome:
     received = payment.amount_received if payment.amount_received else payment.amount
     if funding is None:
@@ -349,15 +478,22 @@ def _book_funding(
             request=CreateRefund(
                 amount=surplus,
                 payment_ref=payment.ref,
-                metadata=_metadata(escrow, refund_id),
+                metadata=_metadata(escrow, refund_id, namespace),
                 reason="duplicate" if reason == "duplicate_payment" else "requested_by_customer",
             ),
         )
         escrow = attrs.evolve(escrow, reserved=escrow.reserved + surplus)
         operations.append(refund)
         events.append(_event("operation.created", escrow, refund, reason=reason))
-    return Outcome(
-        escrow=escrow, operations=tuple(operations), entries=(entry,), events=tuple(events)
+    # Money that left at the gateway before this payment was booked (an outside refund or a
+    # dispute withdrawal reported first) is the escrow's debt: what the payment leaves
+    # available pays it first. A surplus is the payer's money and is refunded whole; if the
+    # gateway refunded it already, that refund fails and its reservation pays the debt.
+    return _pay_debt(
+        Outcome(
+            escrow=escrow, operations=tuple(operations), entries=(entry,), events=tuple(events)
+        ),
+        f"funding:{payment.ref}",
     )
 
 
@@ -396,10 +532,20 @@ def complete_cancel(
         return fail_operation(
             escrow, cancel, "the payment succeeded before it was cancelled", now=now
         )
+    if not cancel.status.open:
+        return Outcome(escrow=escrow)
     operations = [_settle(cancel, now, OperationStatus.SUCCEEDED, gateway_ref=escrow.payment_ref)]
     if funding is not None and funding.status.open:
         operations.append(
             _settle(funding, now, OperationStatus.CANCELLED, gateway_status="canceled")
+        )
+    if escrow.cancelled:
+        # Cancelled already (a Dashboard cancel reported first, or another cancel): the
+        # escrow was announced cancelled once; this operation only records its own end.
+        return Outcome(
+            escrow=escrow,
+            operations=tuple(operations),
+            events=(_event("operation.succeeded", escrow, operations[0]),),
         )
     escrow = attrs.evolve(escrow, cancelled=True, payment_status="canceled")
     return Outcome(
@@ -420,7 +566,20 @@ def fail_operation(
     now: datetime,
     status: OperationStatus = OperationStatus.FAILED,
 ) -> Outcome:
-    """A definitive failure (or a cancellation): the reservation goes back to `available`."""
+    """A definitive failure (or a cancellation): the reservation goes back to `available`.
+
+    The escrow's debt, if any, is paid from it first.
+    """
+    outcome = _give_back(escrow, op, error, now=now, status=status)
+    if not outcome.operations:
+        return outcome
+    return _pay_debt(outcome, f"{op.id}:{status.value}")
+
+
+def _give_back(
+    escrow: Escrow, op: Operation, error: str, *, now: datetime, status: OperationStatus
+) -> Outcome:
+    """End an open operation with `status`, giving its reservation back (debt not paid)."""
     if not op.status.open:
         return Outcome(escrow=escrow)
     changes: dict[str, Any] = {"reserved": escrow.reserved - op.reserves}
@@ -455,6 +614,7 @@ def start_release(
     gross: Money | None,
     actor_id: str,
     now: datetime,
+    namespace: str | None = None,
 ) -> Outcome:
     """Reserve `gross` (or everything available) for a transfer to `payee`."""
     _require_funded(escrow, "release")
@@ -487,7 +647,7 @@ def start_release(
             destination=payee.account_ref,
             source_transaction=escrow.charge_ref,
             transfer_group=escrow.transfer_group,
-            metadata=_metadata(escrow, op_id),
+            metadata=_metadata(escrow, op_id, namespace),
         ),
     )
     escrow = attrs.evolve(
@@ -542,6 +702,15 @@ def wait_for_payee(escrow: Escrow, op: Operation, reason: str, *, now: datetime)
     """The payee's account cannot receive yet: keep the reservation and wait."""
     if op.status is not OperationStatus.PENDING:
         return Outcome(escrow=escrow)  # waiting already, or finished: nothing to hold back
+    if escrow.shortfall.is_positive:
+        # Money left at the gateway while this release might have been in flight; now it
+        # certainly was not sent, so its reservation pays that debt instead of waiting.
+        return fail_operation(
+            escrow,
+            op,
+            f"{reason}; its money was taken by the escrow's shortfall of {escrow.shortfall}",
+            now=now,
+        )
     # The refusal was definitive, so nothing moved under the old key; Stripe replays a stored
     # refusal for that key, so the send after onboarding needs the next key generation.
     op = _settle(
@@ -553,8 +722,12 @@ def wait_for_payee(escrow: Escrow, op: Operation, reason: str, *, now: datetime)
 
 
 def payee_ready(escrow: Escrow, op: Operation, payee: Payee, *, now: datetime) -> Outcome:
-    """The payee can receive now: the waiting release becomes pending, to be sent."""
-    if op.status is not OperationStatus.AWAITING_PAYEE:
+    """The payee can receive now: the waiting release becomes pending, to be sent.
+
+    While the escrow is frozen (open dispute, fraud warning) no money leaves: the release
+    keeps waiting, and is sent once the escrow unfreezes.
+    """
+    if op.status is not OperationStatus.AWAITING_PAYEE or escrow.frozen:
         return Outcome(escrow=escrow)
     request = op.request
     if isinstance(request, CreateTransfer) and request.destination != payee.account_ref:
@@ -579,6 +752,7 @@ def start_refund(
     now: datetime,
     reason: str | None = None,
     allow_frozen: bool = False,
+    namespace: str | None = None,
 ) -> Outcome:
     """Reserve `amount` (or everything available) for a refund to the poster."""
     _require_funded(escrow, "refund")
@@ -602,7 +776,7 @@ def start_refund(
         request=CreateRefund(
             amount=amount,
             payment_ref=escrow.payment_ref,
-            metadata=_metadata(escrow, op_id),
+            metadata=_metadata(escrow, op_id, namespace),
             reason=reason
             if reason in ("duplicate", "fraudulent", "requested_by_customer")
             else None,
@@ -617,16 +791,28 @@ def start_refund(
 def _refund_entry(
     escrow: Escrow, op: Operation, refund_ref: str, *, undo: bool = False
 ) -> JournalEntry:
-    from_held = op.gross - (op.shortfall or Money.zero(escrow.currency))
+    """A refund leaves `held` (what it could not take is debt); a late failure brings it back.
+
+    The money a failed refund brings back comes into `held` whole; the debt is then paid
+    from it by its own entry (`_pay_debt`).
+    """
+    if undo:
+        return JournalEntry.of(
+            escrow.id,
+            "refund_failed",
+            refund_ref,
+            (ledger.escrow_account(escrow.id), op.gross),
+            (ledger.gateway_account(escrow.currency), -op.gross),
+            operation_id=op.id,
+        )
     shortfall = op.shortfall or Money.zero(escrow.currency)
-    sign = -1 if undo else 1
     return JournalEntry.of(
         escrow.id,
-        "refund_failed" if undo else "refund",
+        "refund",
         refund_ref,
-        (ledger.escrow_account(escrow.id), Money(-sign * from_held.amount, escrow.currency)),
-        (ledger.PLATFORM_SHORTFALL, Money(-sign * shortfall.amount, escrow.currency)),
-        (ledger.gateway_account(escrow.currency), Money(sign * op.gross.amount, escrow.currency)),
+        (ledger.escrow_account(escrow.id), -(op.gross - shortfall)),
+        (ledger.PLATFORM_SHORTFALL, -shortfall),
+        (ledger.gateway_account(escrow.currency), op.gross),
         operation_id=op.id,
     )
 
@@ -669,14 +855,10 @@ def apply_refund(
             )
         if op.status is not OperationStatus.SUCCEEDED:
             return Outcome(escrow=escrow)
-        # Stripe reports the failure after the refund looked done: the money is back.
-        shortfall = op.shortfall or Money.zero(escrow.currency)
-        from_held = op.gross - shortfall
+        # Stripe reports the failure after the refund looked done: the money is back in
+        # `held`, and pays the escrow's debt first.
         escrow = attrs.evolve(
-            escrow,
-            held=escrow.held + from_held,
-            refunded=escrow.refunded - from_held,
-            shortfall=escrow.shortfall - shortfall,
+            escrow, held=escrow.held + op.gross, refunded=escrow.refunded - op.gross
         )
         op = _settle(
             op,
@@ -685,11 +867,14 @@ def apply_refund(
             gateway_status=refund.status,
             error=f"refund {refund.status}: {reason}",
         )
-        return Outcome(
-            escrow=escrow,
-            operations=(op,),
-            entries=(_refund_entry(escrow, op, refund.ref, undo=True),),
-            events=(_event("refund.failed", escrow, op, reason=reason),),
+        return _pay_debt(
+            Outcome(
+                escrow=escrow,
+                operations=(op,),
+                entries=(_refund_entry(escrow, op, refund.ref, undo=True),),
+                events=(_event("refund.failed", escrow, op, reason=reason),),
+            ),
+            f"refund_failed:{refund.ref}",
         )
     # pending or requires_action: the reservation stays until Stripe decides.
     if not op.status.open or (op.gateway_ref == refund.ref and op.gateway_status == refund.status):
@@ -701,16 +886,28 @@ def apply_refund(
 
 
 def adopt_external_refund(
-    escrow: Escrow, refund: RefundSnapshot, *, op_id: str, now: datetime
+    escrow: Escrow,
+    refund: RefundSnapshot,
+    *,
+    op_id: str,
+    now: datetime,
+    operations: Sequence[Operation] = (),
 ) -> Outcome:
-    """Adopt a refund made outside the library: from `available` first, the rest is shortfall."""
+    """Adopt a refund made outside the library: `refunded` counts all of it.
+
+    The money is taken from `held`: what is available, then the reservations of releases
+    waiting for their payee (never sent: they fail); what is committed to operations that
+    may be in flight, or was not booked yet, becomes the escrow's debt (`shortfall`).
+    `operations` are the escrow's operations (their latest versions).
+    """
     check_amount(refund.amount, escrow, what="the outside refund")
-    from_held = (
-        refund.amount.min(escrow.available)
-        if escrow.available.is_positive
-        else Money.zero(escrow.currency)
+    taken = _withdraw(
+        escrow,
+        refund.amount,
+        operations,
+        reason=f"funds refunded outside bountyescrow ({refund.ref})",
+        now=now,
     )
-    shortfall = refund.amount - from_held
     op = _new_op(
         escrow,
         op_id=op_id,
@@ -721,21 +918,21 @@ def adopt_external_refund(
         status=OperationStatus.SUCCEEDED,
         gateway_ref=refund.ref,
         gateway_status=refund.status,
-        shortfall=shortfall,
+        shortfall=taken.debt,
     )
-    escrow = attrs.evolve(
-        escrow,
-        held=escrow.held - from_held,
-        refunded=escrow.refunded + from_held,
-        shortfall=escrow.shortfall + shortfall,
-    )
+    escrow = attrs.evolve(taken.escrow, refunded=taken.escrow.refunded + refund.amount)
     return Outcome(
         escrow=escrow,
-        operations=(op,),
+        operations=(*taken.cut, op),
         entries=(_refund_entry(escrow, op, refund.ref),),
         events=(
+            *taken.events,
             _event(
-                "operation.adopted", escrow, op, gateway_ref=refund.ref, shortfall=shortfall.amount
+                "operation.adopted",
+                escrow,
+                op,
+                gateway_ref=refund.ref,
+                shortfall=taken.debt.amount,
             ),
         ),
     )
@@ -744,15 +941,25 @@ def adopt_external_refund(
 # --- reversal ---------------------------------------------------------------------------------
 
 
-def reversal_fee_share(release: Operation, amount: Money) -> Money:
+def reversal_fee_share(release: Operation, amount: Money, *, already: Money | None = None) -> Money:
     """The fee given back when `amount` of a release's net is reversed.
 
-    The written rule: the same share of the fee as of the net, rounded down; reversing the
-    whole net at once gives the whole fee back (fixed part included).
+    The written rule: after reversing `r` of the release's net in all, the fee given back in
+    all is ``F(r) = floor(fee * r / net)``, rounded down to what Stripe moves in the
+    currency (a multiple of 10 minor units for three-decimal currencies). A reversal of
+    `amount` after `already` was reversed gives back ``F(already + amount) - F(already)``,
+    so the shares of the pieces add up to `F` and reversing the whole net, at once or in
+    pieces, gives the whole fee back (fixed part included).
     """
-    if amount == release.net:
-        return release.fee
-    return Money(release.fee.amount * amount.amount // release.net.amount, amount.currency)
+    done = already.amount if already is not None else 0
+
+    def given_back(reversed_net: int) -> int:
+        if reversed_net >= release.net.amount:
+            return release.fee.amount
+        share = release.fee.amount * reversed_net // release.net.amount
+        return round_down(share, amount.currency)
+
+    return Money(given_back(done + amount.amount) - given_back(done), amount.currency)
 
 
 def start_reversal(
@@ -764,11 +971,13 @@ def start_reversal(
     pending_reversals: Money,
     actor_id: str,
     now: datetime,
+    namespace: str | None = None,
 ) -> Outcome:
     """Record a reversal of (part of) a succeeded release's transfer.
 
     `amount` is the transfer amount to pull back (the payee's side); the fee share comes
-    back to `held` with it.
+    back to `held` with it. The share recorded here assumes the reversals in flight succeed
+    first; it is settled by `reversal_fee_share` when the reversal completes.
     """
     _require_not_frozen(escrow, "reverse")
     if release.kind is not OperationKind.RELEASE or release.status is not OperationStatus.SUCCEEDED:
@@ -791,7 +1000,7 @@ def start_reversal(
             available=remaining,
             requested=amount,
         )
-    fee_back = reversal_fee_share(release, amount)
+    fee_back = reversal_fee_share(release, amount, already=already + pending_reversals)
     op = _new_op(
         escrow,
         op_id=op_id,
@@ -804,7 +1013,9 @@ def start_reversal(
         payee_id=release.payee_id,
         target_id=release.id,
         request=CreateReversal(
-            amount=amount, transfer_ref=release.gateway_ref, metadata=_metadata(escrow, op_id)
+            amount=amount,
+            transfer_ref=release.gateway_ref,
+            metadata=_metadata(escrow, op_id, namespace),
         ),
     )
     return Outcome(
@@ -820,20 +1031,34 @@ def complete_reversal(
     *,
     now: datetime,
 ) -> Outcome:
-    """The reversal exists: the money is back in `held`, the fee share too."""
+    """The reversal exists: the money is back in `held`, the fee share too.
+
+    The fee share is settled now, from what of the release had been reversed before this
+    reversal (`reversal_fee_share`), so shares never add up to more than the release's fee.
+    When the whole release is reversed its fixed fee is back, and the next release charges
+    it again. The money that comes back pays the escrow's debt first.
+    """
     if op.status is OperationStatus.SUCCEEDED:
         return Outcome(escrow=escrow)
     assert release.payee_id is not None
-    escrow = attrs.evolve(
-        escrow,
-        held=escrow.held + op.gross,
-        released=escrow.released - op.gross,
-        fees=escrow.fees - op.fee,
-    )
+    already = release.reversed or Money.zero(escrow.currency)
+    fee_back = reversal_fee_share(release, op.net, already=already)
+    op = attrs.evolve(op, fee=fee_back, gross=op.net + fee_back)
+    release = attrs.evolve(release, reversed=already + op.net, updated_at=now)
+    changes: dict[str, Any] = {
+        "held": escrow.held + op.gross,
+        "released": escrow.released - op.gross,
+        "fees": escrow.fees - op.fee,
+    }
+    if (
+        release.fixed_fee is not None
+        and release.fixed_fee.is_positive
+        and release.reversed is not None
+        and release.reversed >= release.net
+    ):
+        changes["fixed_fee_charged"] = False
+    escrow = attrs.evolve(escrow, **changes)
     op = _settle(op, now, OperationStatus.SUCCEEDED, gateway_ref=reversal.ref, error=None)
-    release = attrs.evolve(
-        release, reversed=(release.reversed or Money.zero(escrow.currency)) + op.net, updated_at=now
-    )
     entry = JournalEntry.of(
         escrow.id,
         "reversal",
@@ -846,11 +1071,14 @@ def complete_reversal(
     name = (
         "operation.adopted" if op.kind is OperationKind.EXTERNAL_REVERSAL else "operation.succeeded"
     )
-    return Outcome(
-        escrow=escrow,
-        operations=(op, release),
-        entries=(entry,),
-        events=(_event(name, escrow, op, gateway_ref=reversal.ref),),
+    return _pay_debt(
+        Outcome(
+            escrow=escrow,
+            operations=(op, release),
+            entries=(entry,),
+            events=(_event(name, escrow, op, gateway_ref=reversal.ref),),
+        ),
+        f"reversal:{reversal.ref}",
     )
 
 
@@ -859,10 +1087,12 @@ def adopt_external_reversal(
 ) -> Outcome:
     """Adopt a reversal made outside the library (Dashboard): money back into `held`."""
     check_amount(reversal.amount, escrow, what="the outside reversal")
-    remaining = release.net - (release.reversed or Money.zero(escrow.currency))
-    amount = reversal.amount.min(remaining)
+    already = release.reversed or Money.zero(escrow.currency)
+    amount = reversal.amount.min(release.net - already)
     fee_back = (
-        reversal_fee_share(release, amount) if amount.is_positive else Money.zero(escrow.currency)
+        reversal_fee_share(release, amount, already=already)
+        if amount.is_positive
+        else Money.zero(escrow.currency)
     )
     op = _new_op(
         escrow,
@@ -883,13 +1113,20 @@ def adopt_external_reversal(
 
 
 def apply_dispute(
-    escrow: Escrow, existing: Dispute | None, snapshot: DisputeSnapshot, *, now: datetime
+    escrow: Escrow,
+    existing: Dispute | None,
+    snapshot: DisputeSnapshot,
+    *,
+    now: datetime,
+    operations: Sequence[Operation] = (),
 ) -> Outcome:
     """Apply a dispute's state: open or close it, book withdrawals and reinstatements.
 
-    Withdrawn money comes out of `available` first (money reserved by operations in flight
-    stays theirs); the rest is the platform's shortfall. A reinstatement gives back to `held`
-    what was taken from it, then to the shortfall.
+    `dispute_withdrawn` counts all the money the gateway withdrew. It is taken from `held`:
+    what is available, then the reservations of releases waiting for their payee (never
+    sent: they fail); what is committed to operations that may be in flight, or was not
+    booked yet, becomes the escrow's debt (`shortfall`). A reinstatement comes back into
+    `held` and pays the debt first. `operations` are the escrow's operations.
     """
     zero = Money.zero(escrow.currency)
     check_amount(snapshot.amount, escrow, what="the disputed amount")
@@ -911,30 +1148,34 @@ def apply_dispute(
     was_open = existing.open if existing else False
     was_frozen = escrow.frozen
 
+    cut: tuple[Operation, ...] = ()
     withdraw = snapshot.funds_withdrawn - dispute.withdrawn
     if withdraw.is_positive:
-        available = escrow.available if escrow.available.is_positive else zero
-        take = withdraw.min(available)
-        lost = withdraw - take
-        escrow = attrs.evolve(
+        taken = _withdraw(
             escrow,
-            held=escrow.held - take,
-            dispute_withdrawn=escrow.dispute_withdrawn + take,
-            shortfall=escrow.shortfall + lost,
+            withdraw,
+            operations,
+            reason=f"funds withdrawn by dispute {snapshot.ref}",
+            now=now,
+        )
+        cut = taken.cut
+        events.extend(taken.events)
+        escrow = attrs.evolve(
+            taken.escrow, dispute_withdrawn=taken.escrow.dispute_withdrawn + withdraw
         )
         dispute = attrs.evolve(
             dispute,
             withdrawn=snapshot.funds_withdrawn,
-            from_held=dispute.from_held + take,
-            from_shortfall=dispute.from_shortfall + lost,
+            from_held=dispute.from_held + taken.from_held,
+            from_shortfall=dispute.from_shortfall + taken.debt,
         )
         entries.append(
             JournalEntry.of(
                 escrow.id,
                 "dispute_withdrawal",
                 f"{snapshot.ref}:{snapshot.funds_withdrawn.amount}",
-                (ledger.escrow_account(escrow.id), -take),
-                (ledger.PLATFORM_SHORTFALL, -lost),
+                (ledger.escrow_account(escrow.id), -taken.from_held),
+                (ledger.PLATFORM_SHORTFALL, -taken.debt),
                 (ledger.gateway_account(escrow.currency), withdraw),
             )
         )
@@ -944,41 +1185,43 @@ def apply_dispute(
                 escrow,
                 dispute_id=snapshot.ref,
                 amount=withdraw.amount,
-                from_held=take.amount,
-                shortfall=lost.amount,
+                from_held=taken.from_held.amount,
+                shortfall=taken.debt.amount,
             )
         )
 
     give = snapshot.funds_reinstated - dispute.reinstated
     if give.is_positive:
-        outstanding_held = dispute.from_held
-        back_to_held = give.min(outstanding_held)
-        back_to_platform = give - back_to_held
+        # The money comes back into `held` and pays the escrow's debt first.
         escrow = attrs.evolve(
             escrow,
-            held=escrow.held + back_to_held,
-            dispute_withdrawn=escrow.dispute_withdrawn - back_to_held,
-            shortfall=escrow.shortfall - back_to_platform,
+            held=escrow.held + give,
+            dispute_withdrawn=escrow.dispute_withdrawn - give,
         )
+        back_from_debt = give.min(dispute.from_shortfall)
         dispute = attrs.evolve(
             dispute,
             reinstated=snapshot.funds_reinstated,
-            from_held=dispute.from_held - back_to_held,
-            from_shortfall=dispute.from_shortfall - back_to_platform,
+            from_shortfall=dispute.from_shortfall - back_from_debt,
+            from_held=dispute.from_held - (give - back_from_debt).min(dispute.from_held),
         )
         entries.append(
             JournalEntry.of(
                 escrow.id,
                 "dispute_reinstatement",
                 f"{snapshot.ref}:{snapshot.funds_reinstated.amount}",
-                (ledger.escrow_account(escrow.id), back_to_held),
-                (ledger.PLATFORM_SHORTFALL, back_to_platform),
+                (ledger.escrow_account(escrow.id), give),
                 (ledger.gateway_account(escrow.currency), -give),
             )
         )
         events.append(
             _event("dispute.funds_reinstated", escrow, dispute_id=snapshot.ref, amount=give.amount)
         )
+        escrow, paid, told = _debt_payment(
+            escrow, f"dispute_reinstatement:{snapshot.ref}:{snapshot.funds_reinstated.amount}"
+        )
+        entries.extend(paid)
+        events.extend(told)
 
     status_changed = existing is None or existing.status != snapshot.status
     refundable_changed = dispute.charge_refundable != snapshot.charge_refundable
@@ -1014,7 +1257,13 @@ def apply_dispute(
         events.append(_event("escrow.frozen", escrow, dispute_id=dispute.id))
     if not status_changed and not entries and not refundable_changed:
         return Outcome(escrow=escrow)
-    return Outcome(escrow=escrow, entries=tuple(entries), events=tuple(events), disputes=(dispute,))
+    return Outcome(
+        escrow=escrow,
+        operations=cut,
+        entries=tuple(entries),
+        events=tuple(events),
+        disputes=(dispute,),
+    )
 
 
 def apply_fraud_warning(escrow: Escrow, warning_ref: str) -> Outcome:

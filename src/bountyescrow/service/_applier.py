@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from bountyescrow._alerts import alert
 from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
@@ -144,6 +145,31 @@ class EventApplier(ServiceCore):
                 self._reversal(uow, escrow, release, obj, applied)
         return applied
 
+    def _second_object(self, op: Operation, ref: str, what: str) -> bool:
+        """True (and an alert) when `ref` is another gateway object for an operation that
+        already has one: money may have moved twice, and a person must look at it. The
+        second object is never booked."""
+        if op.gateway_ref is None or op.gateway_ref == ref:
+            return False
+        if op.kind is OperationKind.FUNDING:
+            return False
+        alert(
+            "second_gateway_object",
+            "%s %s names operation %s of escrow %s, which is %s with %s %s",
+            what,
+            ref,
+            op.id,
+            op.escrow_id,
+            op.status.value,
+            what,
+            op.gateway_ref,
+            escrow_id=op.escrow_id,
+            operation_id=op.id,
+            gateway_ref=op.gateway_ref,
+            other_gateway_ref=ref,
+        )
+        return True
+
     # --- handlers -----------------------------------------------------------------------------
 
     def _payment(self, uow: UnitOfWork, payment: PaymentSnapshot, applied: Applied) -> None:
@@ -175,7 +201,9 @@ class EventApplier(ServiceCore):
             minted.append(new_id("op"))
             return minted[-1]
 
-        outcome = tr.apply_payment(escrow, funding, payment, now=self.now(), new_id=mint)
+        outcome = tr.apply_payment(
+            escrow, funding, payment, now=self.now(), new_id=mint, namespace=self.namespace
+        )
         self._apply_outcome(
             uow, applied, escrow, outcome, f"payment_{payment.status}", new_operations=minted
         )
@@ -193,6 +221,8 @@ class EventApplier(ServiceCore):
         # Re-read under the escrow lock: the call's own record step (or recover) may have
         # completed the release since the first read.
         release = uow.operations.get(release.id) or release
+        if self._second_object(release, transfer.ref, "transfer"):
+            return
         if release.status.open:
             escrow = self._apply_outcome(
                 uow,
@@ -218,7 +248,7 @@ class EventApplier(ServiceCore):
         _, op_id = tr.metadata_of(reversal.metadata)
         ours = uow.operations.get(op_id) if op_id else None
         if ours is not None and ours.kind is OperationKind.REVERSAL:
-            if not ours.status.open:
+            if self._second_object(ours, reversal.ref, "reversal") or not ours.status.open:
                 return escrow
             outcome = tr.complete_reversal(escrow, ours, release, reversal, now=self.now())
             return self._apply_outcome(uow, applied, escrow, outcome, "reversal_confirmed")
@@ -261,13 +291,21 @@ class EventApplier(ServiceCore):
             # Re-read under the escrow lock: the call's own record step (or recover) may have
             # completed the refund since the first read.
             op = uow.operations.get(op.id) or op
+            if self._second_object(op, refund.ref, "refund"):
+                return
             outcome = tr.apply_refund(target, op, refund, now=self.now())
             self._apply_outcome(uow, applied, target, outcome, f"refund_{refund.status}")
             return
         if refund.status != "succeeded":
             return  # an outside refund still pending: adopted once it succeeds
         adopted = new_id("op")
-        outcome = tr.adopt_external_refund(target, refund, op_id=adopted, now=self.now())
+        outcome = tr.adopt_external_refund(
+            target,
+            refund,
+            op_id=adopted,
+            now=self.now(),
+            operations=uow.operations.for_escrow(target.id),
+        )
         log.warning(
             "adopted a refund made outside bountyescrow",
             extra={"escrow_id": target.id, "gateway_ref": refund.ref},
@@ -281,8 +319,22 @@ class EventApplier(ServiceCore):
         if escrow is None:
             return
         existing = uow.disputes.get(dispute.ref)
-        outcome = tr.apply_dispute(escrow, existing, dispute, now=self.now())
-        self._apply_outcome(uow, applied, escrow, outcome, f"dispute_{dispute.status}")
+        outcome = tr.apply_dispute(
+            escrow,
+            existing,
+            dispute,
+            now=self.now(),
+            operations=uow.operations.for_escrow(escrow.id),
+        )
+        stored = self._apply_outcome(uow, applied, escrow, outcome, f"dispute_{dispute.status}")
+        if escrow.frozen and not stored.frozen:
+            # Releases kept waiting while the escrow was frozen may go now (those whose
+            # payee is ready; the sender checks that under the escrow lock).
+            applied.ready_releases += [
+                op.id
+                for op in uow.operations.for_escrow(escrow.id)
+                if op.kind is OperationKind.RELEASE and op.status is OperationStatus.AWAITING_PAYEE
+            ]
 
     def _account(self, uow: UnitOfWork, account: AccountSnapshot, applied: Applied) -> None:
         payee = uow.payees.by_account(account.ref)
