@@ -1,0 +1,1 @@
+"""The deterministic simulation and the money oracle's own tests."""
