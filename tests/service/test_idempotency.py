@@ -22,7 +22,7 @@ from tests.keys import new_key
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 from .crashing import Crash
 
-LEASE = timedelta(seconds=60)  # EscrowSettings().lease
+LEASE = timedelta(seconds=60)  # the lease the service derives for the fake (60 s at least)
 
 
 class InterceptingGateway:

@@ -42,6 +42,16 @@ class EscrowRepository(Protocol):
         """Escrows matching the given ids, oldest first."""
         ...
 
+    def lock_bounty(self, bounty_id: str, poster_id: str) -> None:
+        """Hold back other units of work that lock this (bounty, poster) until this one ends.
+
+        `open_escrow` takes it before looking for an open escrow of the pair, so two
+        concurrent opens cannot both find none and both insert one. It works while no row
+        exists yet (an advisory lock on PostgreSQL; stores whose units of work already run
+        one at a time have nothing to do).
+        """
+        ...
+
     def ids(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
         """Escrow ids in order, for paging through all escrows."""
         ...
@@ -74,10 +84,14 @@ class OperationRepository(Protocol):
         """The operation of `kind` that recorded this gateway object, if any."""
         ...
 
-    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
+    def awaiting_payee(
+        self, payee_id: str | None = None, *, ready: bool | None = None, limit: int = 1000
+    ) -> list[Operation]:
         """Releases waiting for a payee's account to become ready (any payee when None).
 
-        Ordered by escrow, then oldest first.
+        `ready` keeps only releases whose payee's `ready` flag has that value (so a backstop
+        looking for sendable releases is not starved by thousands still waiting). Ordered by
+        escrow, then oldest first.
         """
         ...
 

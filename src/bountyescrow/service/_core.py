@@ -7,7 +7,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -17,7 +17,7 @@ from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.operation import Operation
 from bountyescrow.domain.records import AuditRecord
 from bountyescrow.domain.transitions import Outcome
-from bountyescrow.errors import PermissionDeniedError, StorageError
+from bountyescrow.errors import ConfigurationError, PermissionDeniedError, StorageError
 from bountyescrow.ports.clock import Clock
 from bountyescrow.ports.gateway import PaymentGateway
 from bountyescrow.ports.policy import Actor, AuthorizationPolicy
@@ -32,6 +32,34 @@ EventHook = Callable[[DomainEvent], None]
 #: Unique constraints whose violation means another transaction recorded the same gateway
 #: object first (stores name them in `StorageError.details["constraint"]`).
 RACE_CONSTRAINTS = frozenset({"operations_kind_gateway_ref", "ledger_entries_kind_ref"})
+
+
+#: The longest call assumed of a gateway that does not say (`max_call_duration` is newer than
+#: some third-party adapters): long, so that the lease errs on the safe side.
+UNKNOWN_CALL_DURATION = timedelta(minutes=5)
+#: The shortest lease: short leases only make recovery take over calls that are merely slow.
+MIN_LEASE = timedelta(seconds=60)
+
+
+def lease_for(settings: EscrowSettings, gateway: PaymentGateway) -> timedelta:
+    """The lease operations are driven under: it must outlast any one gateway call.
+
+    Raises:
+        ConfigurationError: `settings.lease` is not longer than the gateway's longest call.
+    """
+    longest = getattr(gateway, "max_call_duration", None)
+    if not isinstance(longest, timedelta):
+        longest = UNKNOWN_CALL_DURATION
+    if settings.lease is None:
+        return max(MIN_LEASE, 2 * longest)
+    if settings.lease <= longest:
+        raise ConfigurationError(
+            f"EscrowSettings.lease ({settings.lease}) must be longer than the gateway's longest "
+            f"call ({longest}: its timeout times its retries plus back-off); otherwise "
+            "recover() can resend an operation whose first call is still in flight. Raise the "
+            "lease, lower the gateway's timeout or retries, or leave lease unset."
+        )
+    return settings.lease
 
 
 def new_id(prefix: str) -> str:
@@ -88,6 +116,7 @@ class ServiceCore:
         self.namespace = namespace
         self.settings = settings
         self._hooks = tuple(hooks)
+        self.lease = lease_for(settings, gateway)
 
     # --- transactions -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from bountyescrow._alerts import alert
 from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.gateway_objects import (
@@ -28,14 +29,18 @@ from bountyescrow.domain.gateway_objects import (
     TransferSnapshot,
 )
 from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.payee import Payee
 from bountyescrow.domain.records import IdempotencyRecord
 from bountyescrow.errors import (
     DestinationNotReadyError,
     GatewayAuthenticationError,
     GatewayError,
     GatewayRejectedError,
+    GatewayUnavailableError,
+    IdempotencyKeyInUseError,
     IdempotencyMismatchError,
     PaymentAlreadySettledError,
+    PlatformBalanceInsufficientError,
     StorageError,
 )
 from bountyescrow.ports.store import UnitOfWork
@@ -123,7 +128,7 @@ class OperationDriver(EventApplier):
                 return None
             if op.claimed_until is not None and op.claimed_until > now:
                 return None
-            leased = attrs.evolve(op, claimed_until=now + self.settings.lease)
+            leased = attrs.evolve(op, claimed_until=now + self.lease, sent_at=op.sent_at or now)
             uow.operations.save(leased)
             return leased
 
@@ -174,6 +179,18 @@ class OperationDriver(EventApplier):
         except GatewayError as exc:
             error = exc
             return self._recorded(op, lambda: self._record_error(op, error, key))
+        except Exception as exc:
+            # A gateway adapter's own bug: the request may or may not have reached the
+            # gateway, so the outcome is unknown. The operation stays pending (recover()
+            # resends it under the same key); raising would invite a retry under a new key.
+            log.exception(
+                "the gateway raised %s for operation %s; it stays pending for recover()",
+                type(exc).__name__,
+                op.id,
+                extra={"operation_id": op.id, "escrow_id": op.escrow_id},
+            )
+            unknown = GatewayUnavailableError(f"the gateway raised {type(exc).__name__}: {exc}")
+            return self._recorded(op, lambda: self._record_error(op, unknown, key))
         if on_result is not None:
             on_result(result)
         return self._recorded(op, lambda: self._record(op, result, key))
@@ -216,7 +233,7 @@ class OperationDriver(EventApplier):
             # The record as step 1 wrote it (or as a replay read it): only a call after it
             # expired may replace it, so while it is far from expiry it is written back as it
             # is, without reading it first.
-            if key.expires_at > self.now() + self.settings.lease:
+            if key.expires_at > self.now() + self.lease:
                 uow.idempotency.save(attrs.evolve(key, locked_until=None))
                 return
             key = (key.actor_id, key.key)
@@ -380,13 +397,41 @@ class OperationDriver(EventApplier):
         now: datetime,
     ) -> dict[str, Any]:
         """Apply a gateway error to an open operation; return the changes that end its call."""
+        if isinstance(exc, PlatformBalanceInsufficientError):
+            # A reserve breach: the platform balance was paid out from under the escrows.
+            # Nothing moved, and the gateway replays this refusal for the key, so the next
+            # attempt goes out under a new key generation once the balance is topped up.
+            attempts = op.attempts + 1
+            wait = self._backoff(attempts, exc)
+            alert(
+                "reserve_breach",
+                "the platform balance cannot cover release %s of escrow %s (%s); it stays "
+                "pending and is retried from %s. Keep payouts manual, or capped at the balance "
+                "minus required_reserve().",
+                op.id,
+                op.escrow_id,
+                op.net,
+                f"{now + wait:%Y-%m-%d %H:%M:%S}",
+                escrow_id=op.escrow_id,
+                operation_id=op.id,
+            )
+            return {
+                "attempts": attempts,
+                "next_attempt_at": now + wait,
+                "generation": op.generation + 1,
+                "sent_at": None,
+                "gateway_status": UNKNOWN,
+                "error": str(exc),
+            }
         if exc.outcome_unknown or isinstance(exc, GatewayAuthenticationError):
             if isinstance(exc, IdempotencyMismatchError):
-                log.error(
-                    "ALERT: gateway idempotency mismatch for operation %s (a bug); "
-                    "it stays pending",
+                alert(
+                    "idempotency_mismatch",
+                    "the gateway saw operation %s's key with other parameters (a bug); it "
+                    "stays pending",
                     op.id,
-                    extra={"escrow_id": op.escrow_id},
+                    escrow_id=op.escrow_id,
+                    operation_id=op.id,
                 )
             attempts = op.attempts + 1
             return {
@@ -433,6 +478,11 @@ class OperationDriver(EventApplier):
     def _backoff(self, attempts: int, exc: GatewayError) -> timedelta:
         if isinstance(exc, IdempotencyMismatchError | GatewayAuthenticationError):
             return timedelta(hours=1)
+        if isinstance(exc, IdempotencyKeyInUseError):
+            # Another request with this key is still running: it ends within one call.
+            return min(timedelta(seconds=2 * 2 ** min(attempts, 5)), timedelta(minutes=1))
+        if isinstance(exc, PlatformBalanceInsufficientError):
+            return min(timedelta(minutes=5 * 2 ** min(attempts - 1, 5)), timedelta(hours=2))
         return min(timedelta(seconds=15 * 2 ** min(attempts, 10)), timedelta(hours=1))
 
     def _after(self, applied: Applied) -> None:
@@ -449,18 +499,27 @@ class OperationDriver(EventApplier):
         now = self.now()
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied] | None:
+            found = uow.operations.get(op_id)
+            if found is None:
+                return None
+            escrow = self._lock_escrow(uow, found.escrow_id)
+            # Read again under the escrow lock: a cancel_operation that committed after the
+            # first read must win, not be overwritten by a stale copy.
             op = uow.operations.get(op_id)
             if op is None or op.status is not OperationStatus.AWAITING_PAYEE or op.payee_id is None:
                 return None
-            escrow = self._lock_escrow(uow, op.escrow_id)
+            if escrow.frozen:
+                return None  # no money leaves a frozen escrow; sent once it unfreezes
             payee = uow.payees.get(op.payee_id)
             if payee is None or not payee.ready:
                 return None
             outcome = tr.payee_ready(escrow, op, payee, now=now)
+            if not outcome.operations:
+                return None
             outcome = attrs.evolve(
                 outcome,
                 operations=tuple(
-                    attrs.evolve(o, claimed_until=now + self.settings.lease)
+                    attrs.evolve(o, claimed_until=now + self.lease, sent_at=now)
                     for o in outcome.operations
                 ),
             )
@@ -487,11 +546,14 @@ class OperationDriver(EventApplier):
         """
         now = self.now()
         claimed = self._tx(
-            lambda uow: uow.operations.claim_due(
-                now=now, lease_until=now + self.settings.lease, limit=limit
-            )
+            lambda uow: uow.operations.claim_due(now=now, lease_until=now + self.lease, limit=limit)
         )
         completed = pending = errors = 0
+        try:
+            self._recheck_waiting_payees(now)
+        except Exception:
+            errors += 1
+            log.exception("re-checking payees that releases wait for failed")
         # The backstop for releases whose payee became ready while nobody sent them (the
         # process died between recording the readiness and sending).
         for op_id in self._read(self._ready_waiting_releases):
@@ -522,21 +584,57 @@ class OperationDriver(EventApplier):
 
     @staticmethod
     def _ready_waiting_releases(uow: UnitOfWork) -> list[str]:
-        ready: dict[str, bool] = {}
-        found: list[str] = []
-        for op in uow.operations.awaiting_payee(limit=500):
-            payee_id = op.payee_id or ""
-            if payee_id not in ready:
-                payee = uow.payees.get(payee_id)
-                ready[payee_id] = payee is not None and payee.ready
-            if ready[payee_id]:
-                found.append(op.id)
-        return found
+        # Only releases whose payee is ready: thousands still waiting must not starve them.
+        return [op.id for op in uow.operations.awaiting_payee(ready=True, limit=500)]
+
+    def _recheck_waiting_payees(self, now: datetime, *, limit: int = 20) -> int:
+        """Ask the gateway again about payees that releases wait for; return how many are ready.
+
+        A transfer refused with "destination not ready" marks the payee not ready, but the
+        account may be fine (a passing restriction), and then no `account.updated` ever comes
+        to say so: without this, the release would wait forever. Each payee is asked at most
+        once per `poll_interval`.
+        """
+        due = now - self.settings.poll_interval
+
+        def waiting(uow: UnitOfWork) -> list[Payee]:
+            payees: dict[str, Payee] = {}
+            for op in uow.operations.awaiting_payee(ready=False, limit=500):
+                payee = uow.payees.get(op.payee_id or "")
+                if payee is not None and payee.updated_at <= due:
+                    payees.setdefault(payee.id, payee)
+            return list(payees.values())[:limit]
+
+        became_ready = 0
+        for payee in self._read(waiting):
+            try:
+                account = self.gateway.get_account(payee.account_ref)
+            except GatewayError as exc:
+                log.warning("re-checking payee %s failed: %s", payee.id, exc)
+                continue
+
+            def work(uow: UnitOfWork, payee: Payee = payee, account: Any = account) -> Applied:
+                applied = self.apply_object(uow, account)
+                current = uow.payees.get(payee.id, for_update=True)
+                if current is not None and not current.ready:
+                    uow.payees.save(attrs.evolve(current, updated_at=now))
+                return applied
+
+            applied = self._tx(work)
+            became_ready += bool(applied.ready_releases)
+            self._after(applied)
+        return became_ready
 
     def _recover_one(self, op: Operation, now: datetime) -> Operation:
         if op.gateway_ref is not None:
             return self._poll(op)
-        age = now - op.created_at
+        if op.sent_at is None:
+            # This key generation never went out (claim_due leased it without a send time):
+            # there is nothing to look up, and the key is fresh.
+            return self._drive(self._tx(lambda uow: self._sending(uow, op, now))).operation
+        # The gateway keeps a key for 24 h from its first use: measure from this generation's
+        # first send, not from when the operation was created (it may have waited for days).
+        age = now - op.sent_at
         window = self.settings.gateway_key_window
         if age < window and op.gateway_status != REPLAYED:
             return self._drive(op).operation
@@ -549,14 +647,14 @@ class OperationDriver(EventApplier):
                 current = uow.operations.get(op.id, for_update=True)
                 assert current is not None
                 renewed = attrs.evolve(
-                    current, generation=current.generation + 1, gateway_status=None
+                    current, generation=current.generation + 1, gateway_status=None, sent_at=now
                 )
                 uow.operations.save(renewed)
                 return renewed
 
             return self._drive(self._tx(next_generation)).operation
         # A replayed error inside the key window: the same key would replay it again.
-        wait_until = op.created_at + window
+        wait_until = op.sent_at + window
 
         def wait(uow: UnitOfWork) -> Operation:
             current = uow.operations.get(op.id)
@@ -564,6 +662,15 @@ class OperationDriver(EventApplier):
             return self._finish(uow, current, None, next_attempt_at=wait_until)
 
         return self._tx(wait)
+
+    @staticmethod
+    def _sending(uow: UnitOfWork, op: Operation, now: datetime) -> Operation:
+        """Note that `op`'s current key generation is sent now (starting its key window)."""
+        current = uow.operations.get(op.id, for_update=True)
+        assert current is not None
+        sent = attrs.evolve(current, sent_at=now)
+        uow.operations.save(sent)
+        return sent
 
     def _poll(self, op: Operation) -> Operation:
         """Ask the gateway how an awaited object stands (a lost webhook's backstop)."""

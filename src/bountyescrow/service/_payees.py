@@ -36,7 +36,7 @@ class PayeeCommands(CommandRunner):
         not updated). With `idempotency_key`, reusing the key with another payee, country or
         email raises `IdempotencyConflictError`.
         """
-        self._text(payee_id, "payee_id")
+        self._metadata_id(payee_id, "payee_id")
         if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
             raise ValidationError(f"country must be a two-letter ISO code, got {country!r}")
         actor = self._actor(actor) if actor is not None else Actor(payee_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from bountyescrow.domain import amount_rules
+from bountyescrow.domain import amount_rules, metadata_rules
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.money import Money
@@ -88,6 +88,15 @@ class CommandRunner(OperationDriver, Reads):
             raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
         return value
 
+    @classmethod
+    def _metadata_id(cls, value: object, what: str) -> str:
+        """An id that goes into gateway metadata: non-empty, and within Stripe's limits."""
+        text = cls._text(value, what)
+        problem = metadata_rules.value_problem(text, what)
+        if problem is not None:
+            raise ValidationError(f"{problem}; use a shorter id")
+        return text
+
     @staticmethod
     def _required_key(key: object, action: str) -> str:
         """Money-moving calls need an idempotency key (DESIGN §11).
@@ -147,8 +156,13 @@ class CommandRunner(OperationDriver, Reads):
             op = next(o for o in outcome.operations if o.id == op_id)
             sending = op.status is OperationStatus.PENDING and op.request is not None
             # Only an operation about to be sent is leased (and its key with it).
-            lease = now + self.settings.lease if sending else None
-            op = attrs.evolve(op, claimed_until=lease, correlation_id=correlation_id)
+            lease = now + self.lease if sending else None
+            op = attrs.evolve(
+                op,
+                claimed_until=lease,
+                sent_at=now if sending else None,
+                correlation_id=correlation_id,
+            )
             outcome = attrs.evolve(
                 outcome,
                 operations=tuple(op if o.id == op_id else o for o in outcome.operations),
@@ -178,6 +192,25 @@ class CommandRunner(OperationDriver, Reads):
         started = self._step1(self._tx(work))
         self._publish(committed)
         return started
+
+    def _key_replays(
+        self,
+        actor: Actor,
+        key: str,
+        action: str,
+        escrow_id: str,
+        params: Mapping[str, Any],
+    ) -> bool:
+        """Whether `_run` would replay an earlier call with this key (checked, not claimed).
+
+        Raises what `_run` would raise for the key (a conflict, a call still in progress, a
+        stored refusal) before a composite command has any effect of its own.
+        """
+        now = self.now()
+        print_ = idem.fingerprint(action, {"escrow_id": escrow_id, **params})
+        return self._read(
+            lambda uow: self._replayed(uow, actor, key, action, print_, now) is not None
+        )
 
     def _replayed(
         self,

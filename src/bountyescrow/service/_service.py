@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from bountyescrow.domain import metadata_rules
 from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.escrow import Escrow, EscrowStatus
 from bountyescrow.domain.events import DomainEvent
@@ -76,10 +77,13 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         settings: EscrowSettings | None = None,
         hooks: Sequence[EventHook] = (),
     ) -> None:
-        if not namespace or ":" in namespace:
+        if not isinstance(namespace, str) or not namespace or ":" in namespace:
             raise ValidationError(
                 f"namespace must be a non-empty string without ':', got {namespace!r}"
             )
+        problem = metadata_rules.value_problem(namespace, "namespace")
+        if problem is not None:
+            raise ValidationError(problem)
         super().__init__(
             store=store,
             gateway=gateway,
@@ -92,6 +96,14 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         if fees is not None and fee_bps:
             raise ValidationError("pass either fee_bps or fees, not both")
         self.fees = fees if fees is not None else FeeSchedule(fee_bps)
+        fixed = self.fees.fixed
+        settles = self.settings.settlement_currencies
+        if fixed is not None and fixed.amount and fixed.currency not in settles:
+            raise ValidationError(
+                f"the fixed fee {fixed} is in {fixed.currency!r}, which is not a settlement "
+                f"currency ({sorted(settles)}); no escrow could "
+                "carry it"
+            )
 
     # --- opening and cancelling ---------------------------------------------------------------
 
@@ -121,10 +133,17 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             PermissionDeniedError: the actor may not open it.
         """
         actor = self._actor(actor)
-        self._text(bounty_id, "bounty_id")
+        self._metadata_id(bounty_id, "bounty_id")
         self._text(poster_id, "poster_id")
         money = self._money(amount, "amount", charge=True)
         assert money is not None
+        fixed = self.fees.fixed
+        if fixed is not None and fixed.amount and fixed.currency != money.currency:
+            raise ValidationError(
+                f"the fee schedule's fixed fee is {fixed}, but the escrow would be in "
+                f"{money.currency}; a release could never take it. Open escrows in "
+                f"{fixed.currency}, or use a fee schedule without a fixed fee in another currency"
+            )
         now = self.now()
         params: dict[str, Any] = {
             "bounty_id": bounty_id,
@@ -147,6 +166,9 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             if not decision.allowed:
                 return self._deny(uow, actor, "open", None, decision.reason, correlation_id)
             if not allow_additional:
+                # Concurrent opens of one (bounty, poster) run one after the other from here,
+                # so the second sees the first's escrow (READ COMMITTED reads it anew).
+                uow.escrows.lock_bounty(bounty_id, poster_id)
                 for other in uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id):
                     if other.is_open:
                         exc = EscrowExistsError(
@@ -174,11 +196,11 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 description=description,
                 receipt_email=receipt_email,
             )
-            lease = now + self.settings.lease
+            lease = now + self.lease
             outcome = attrs.evolve(
                 outcome,
                 operations=tuple(
-                    attrs.evolve(o, claimed_until=lease, correlation_id=correlation_id)
+                    attrs.evolve(o, claimed_until=lease, sent_at=now, correlation_id=correlation_id)
                     for o in outcome.operations
                 ),
             )
@@ -372,7 +394,12 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         actor = self._actor(actor)
         idempotency_key = self._required_key(idempotency_key, "refund")
         money = self._money(amount, "amount", optional=True)
-        if reverse_releases:
+        params = {"amount": money, "reason": reason, "reverse_releases": reverse_releases}
+        # The key is checked before any effect: a replay returns the first refund without
+        # reversing releases made since, and other parameters are refused before reversing.
+        if reverse_releases and not self._key_replays(
+            actor, idempotency_key, "refund", escrow_id, params
+        ):
             self._reverse_all(escrow_id, actor, idempotency_key, correlation_id)
 
         def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
@@ -400,7 +427,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             action="refund",
             actor=actor,
             escrow_id=escrow_id,
-            params={"amount": money, "reason": reason, "reverse_releases": reverse_releases},
+            params=params,
             decide=decide,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,

@@ -23,8 +23,11 @@ class EscrowSettings(BaseModel):
     max_amount: int = Field(default=99_999_999, gt=0)
     #: How long money may be held before `nearing_max_hold` lists the escrow.
     max_hold: timedelta = timedelta(days=90)
-    #: How long a caller owns an operation it is driving (DESIGN §7 `claimed_until`).
-    lease: timedelta = timedelta(seconds=60)
+    #: How long a caller owns an operation it is driving (DESIGN §7 `claimed_until`). It must
+    #: outlast the longest gateway call (the gateway's `max_call_duration`, its own retries
+    #: included), or `recover()` could resend while the first call is still in flight. None
+    #: (the default): twice the gateway's `max_call_duration`, and at least 60 s.
+    lease: timedelta | None = None
     #: How long idempotency keys of host calls are remembered.
     idempotency_ttl: timedelta = timedelta(hours=24)
     #: After this age a retry first looks the gateway object up (Stripe forgets keys at 24 h).

@@ -84,6 +84,9 @@ class _Escrows:
         ]
         return sorted(found, key=lambda e: (e.created_at, e.id))
 
+    def lock_bounty(self, bounty_id: str, poster_id: str) -> None:
+        pass  # units of work already run one at a time (one lock for each)
+
     def ids(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
         ids = sorted(i for i in self._s.escrows if after is None or i > after)
         return ids[:limit]
@@ -132,13 +135,20 @@ class _Operations:
                 return op
         return None
 
-    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
+    def awaiting_payee(
+        self, payee_id: str | None = None, *, ready: bool | None = None, limit: int = 1000
+    ) -> list[Operation]:
+        def payee_ready(op: Operation) -> bool:
+            payee = self._s.payees.get(op.payee_id or "")
+            return payee is not None and payee.ready
+
         ops = [
             op
             for op in self._s.operations.values()
             if (payee_id is None or op.payee_id == payee_id)
             and op.kind is OperationKind.RELEASE
             and op.status is OperationStatus.AWAITING_PAYEE
+            and (ready is None or payee_ready(op) == ready)
         ]
         return sorted(ops, key=lambda op: (op.escrow_id, op.created_at, op.id))[:limit]
 

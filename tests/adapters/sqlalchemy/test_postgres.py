@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
 from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+from bountyescrow.domain.operation import OperationStatus
 from bountyescrow.errors import StorageError
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.testing.contracts.store import (
@@ -20,6 +22,7 @@ from bountyescrow.testing.contracts.store import (
     make_escrow,
     make_event,
     make_idempotency,
+    make_operation,
 )
 
 pytestmark = pytest.mark.postgres
@@ -179,6 +182,41 @@ class TestLocks:
         with pg_store.unit_of_work() as uow:
             events = uow.events.after(0, limit=10)
         assert [e.type for e in events] == ["slow", "fast"]
+
+
+class TestStaleWrites:
+    def test_a_copy_read_before_another_transaction_settled_it_is_not_written_back(
+        self, pg_store: SqlAlchemyStore
+    ) -> None:
+        """A waiting release cancelled meanwhile must not be saved back to life as pending."""
+        waiting = make_operation(status=OperationStatus.AWAITING_PAYEE, gateway_ref=None)
+        with pg_store.unit_of_work() as uow:
+            uow.escrows.add(make_escrow())
+            uow.operations.add(waiting)
+            uow.commit()
+        with pg_store.unit_of_work() as stale:
+            read = stale.operations.get(waiting.id)
+            assert read is not None
+
+            def cancel() -> None:
+                with pg_store.unit_of_work() as other:
+                    current = other.operations.get(waiting.id, for_update=True)
+                    assert current is not None
+                    cancelled = attrs.evolve(current, status=OperationStatus.CANCELLED)
+                    other.operations.save(cancelled)
+                    other.commit()
+
+            thread, box = _in_thread(cancel)
+            thread.join(10)
+            assert "error" not in box
+            with pytest.raises(StorageError) as info:
+                stale.operations.save(attrs.evolve(read, status=OperationStatus.PENDING))
+        assert info.value.details["constraint"] == "operations_status_guard"
+        assert info.value.retryable
+        with pg_store.unit_of_work() as uow:
+            after = uow.operations.get(waiting.id)
+        assert after is not None
+        assert after.status is OperationStatus.CANCELLED
 
 
 class TestClaimDue:

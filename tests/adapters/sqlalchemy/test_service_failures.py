@@ -30,7 +30,6 @@ from sqlalchemy.pool import NullPool
 from bountyescrow import (
     Actor,
     EscrowService,
-    EscrowSettings,
     Money,
     OperationKind,
     OperationStatus,
@@ -48,7 +47,7 @@ from tests.keys import new_key
 POSTER = Actor("poster-1")
 ADMIN = Actor("admin-1", roles={"admin"})
 HUNTER = "hunter-1"
-LEASE = EscrowSettings().lease
+LEASE = timedelta(seconds=60)  # the lease the service derives for the fake
 #: The methods of the gateway port (and its one property), each of which must be checked.
 PORT = frozenset(name for name in vars(PaymentGateway) if not name.startswith("_"))
 
@@ -237,6 +236,11 @@ class CheckingGateway:
     def livemode(self) -> bool:
         self._check("livemode")
         return self._inner.livemode
+
+    @property
+    def max_call_duration(self) -> timedelta:
+        self._check("max_call_duration")
+        return self._inner.max_call_duration
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)

@@ -121,6 +121,9 @@ class _Escrows(_Repository):
             stmt = stmt.where(t.c.poster_id == poster_id)
         return [m.escrow_from(row) for row in self._uow.all(stmt)]
 
+    def lock_bounty(self, bounty_id: str, poster_id: str) -> None:
+        self._uow.lock_key("open_escrow", bounty_id, poster_id)
+
     def ids(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
         t = self._t.escrows
         stmt = sa.select(t.c.id).order_by(t.c.id).limit(limit)
@@ -197,7 +200,9 @@ class _Operations(_Repository):
         row = self._uow.first(self._sql.operation_by_ref, params)
         return None if row is None else self._read(row)
 
-    def awaiting_payee(self, payee_id: str | None = None, *, limit: int = 1000) -> list[Operation]:
+    def awaiting_payee(
+        self, payee_id: str | None = None, *, ready: bool | None = None, limit: int = 1000
+    ) -> list[Operation]:
         t = self._t.operations
         stmt = (
             sa.select(t)
@@ -210,6 +215,12 @@ class _Operations(_Repository):
         )
         if payee_id is not None:
             stmt = stmt.where(t.c.payee_id == payee_id)
+        if ready is not None:
+            payees = self._t.payees
+            readiness = sa.select(payees.c.id).where(payees.c.ready.is_(True))
+            stmt = stmt.where(
+                t.c.payee_id.in_(readiness) if ready else t.c.payee_id.not_in(readiness)
+            )
         return [self._read(row) for row in self._uow.all(stmt)]
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int) -> list[Operation]:
@@ -526,9 +537,9 @@ class _UnitOfWork:
             return 1  # nothing changed in a row this transaction has seen: it exists
         params = {name: row[name] for name in columns}
         params[KEY] = key
-        guarded = guard is not None and before is not None and guard in before
-        if guarded:
-            assert before is not None and guard is not None
+        guarded = False
+        if guard is not None and before is not None and guard in before:
+            guarded = True
             params[STATUS] = before[guard]
         count = self.run(self.statements.update(table, columns, guarded=guarded), params)
         if count:
@@ -550,6 +561,11 @@ class _UnitOfWork:
         if for_update and self._store.backend == "postgresql":
             self.advisory_lock(*key)
         return self.first(stmt, params)
+
+    def lock_key(self, *key: str) -> None:
+        """Serialise transactions on `key` until this one ends (SQLite's writers already are)."""
+        if self._store.backend == "postgresql":
+            self.advisory_lock(*key)
 
     def advisory_lock(self, *key: str) -> None:
         """Take a PostgreSQL advisory lock held until this transaction ends."""

@@ -23,9 +23,21 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade(*, schema: str | None, prefix: str) -> None:
-    """Add `operations.sent_at`."""
+    """Add `operations.sent_at`; pending operations were sent when they were created."""
     with op.batch_alter_table(f"{prefix}operations", schema=schema) as batch:
         batch.add_column(sa.Column("sent_at", sa.DateTime(timezone=True)))
+    operations = sa.table(
+        f"{prefix}operations",
+        sa.column("sent_at"),
+        sa.column("created_at"),
+        sa.column("status"),
+        schema=schema,
+    )
+    op.execute(
+        operations.update()
+        .where(operations.c.status == "pending")
+        .values(sent_at=operations.c.created_at)
+    )
 
 
 def downgrade(*, schema: str | None, prefix: str) -> None:
