@@ -248,7 +248,11 @@ class TestFrozen:
 
 class TestWaitingReleases:
     def test_the_backstop_is_not_starved_by_releases_whose_payee_is_not_ready(
-        self, service: EscrowService, fake: FakeGateway, monkeypatch: pytest.MonkeyPatch
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        clock: ManualClock,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         esc = funded(service, fake, amount=99_999_999)
         service.register_payee("slow", country="US")
@@ -256,6 +260,7 @@ class TestWaitingReleases:
             service.release(
                 esc.id, payee_id="slow", amount=usd(100), actor=POSTER, idempotency_key=new_key()
             )
+        clock.advance(timedelta(seconds=1))  # the ready payee's release is the newest
         quick = service.register_payee(HUNTER, country="US")
         op = service.release(
             esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
