@@ -21,7 +21,7 @@ from bountyescrow import (
     OperationStatus,
     errors,
 )
-from bountyescrow.domain.gateway_objects import CreateTransfer, TransferSnapshot
+from bountyescrow.domain.gateway_objects import META_NAMESPACE, CreateTransfer, TransferSnapshot
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from tests.keys import new_key
 
@@ -333,3 +333,33 @@ class TestConstructionAndOpening:
         with pytest.raises(errors.ValidationError, match="500"):
             service.register_payee("h" * 501, country="US", actor=Actor("h" * 501))
         assert store.commits == commits
+
+
+class TestNamespaceInMetadata:
+    def test_every_request_names_the_deployment(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        """Deployments sharing one gateway account tell their objects apart by it."""
+        esc = funded(service, fake, amount=30_000)
+        ready_payee(service, fake)
+        release = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
+        service.reverse(
+            esc.id, release.id, amount=usd(1_000), actor=ADMIN, idempotency_key=new_key()
+        )
+        service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
+        assert esc.payment_ref is not None
+        fake.pay_again(esc.payment_ref)  # a second payment: refunded at once as a surplus
+        fake.deliver(service)
+        requests = [op.request for op in service.operations(esc.id) if op.request is not None]
+        kinds = sorted(type(r).__name__ for r in requests)
+        assert kinds == [
+            "CreatePayment",
+            "CreateRefund",
+            "CreateRefund",
+            "CreateReversal",
+            "CreateTransfer",
+        ]
+        for request in requests:
+            assert getattr(request, "metadata", {})[META_NAMESPACE] == "test"

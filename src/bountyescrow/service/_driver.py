@@ -601,7 +601,7 @@ class OperationDriver(EventApplier):
             payees: dict[str, Payee] = {}
             for op in uow.operations.awaiting_payee(ready=False, limit=500):
                 payee = uow.payees.get(op.payee_id or "")
-                if payee is not None and payee.updated_at <= due:
+                if payee is not None and (payee.updated_at is None or payee.updated_at <= due):
                     payees.setdefault(payee.id, payee)
             return list(payees.values())[:limit]
 

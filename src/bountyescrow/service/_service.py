@@ -195,6 +195,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 payment_method_types=self.settings.payment_method_types,
                 description=description,
                 receipt_email=receipt_email,
+                namespace=self.namespace,
             )
             lease = now + self.lease
             outcome = attrs.evolve(
@@ -356,7 +357,13 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                     f"payee {payee_id!r} is not registered; call register_payee first"
                 )
             return tr.start_release(
-                escrow, op_id=op_id, payee=payee, gross=money, actor_id=actor.id, now=now
+                escrow,
+                op_id=op_id,
+                payee=payee,
+                gross=money,
+                actor_id=actor.id,
+                now=now,
+                namespace=self.namespace,
             )
 
         started = self._run(
@@ -421,6 +428,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 now=now,
                 reason=reason,
                 allow_frozen=allow_frozen,
+                namespace=self.namespace,
             )
 
         started = self._run(
@@ -504,6 +512,7 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
                 pending_reversals=Money(pending, escrow.currency),
                 actor_id=actor.id,
                 now=now,
+                namespace=self.namespace,
             )
 
         started = self._run(
