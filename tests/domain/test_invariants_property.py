@@ -3,12 +3,17 @@
 A hypothesis state machine drives a single escrow through the pure transitions only (no
 service, no store): payments (primary, overpaid, surplus, redelivered), cancels, releases to
 ready and unready payees, refunds and their late outcomes, reversals, disputes, inquiries,
-outside refunds and reversals, fraud warnings. A domain error (`BountyEscrowError`) is an
-acceptable answer to a command, and must leave everything as it was.
+outside refunds and reversals, fraud warnings. Outside refunds and dispute withdrawals and
+reinstatements (in any amounts) arrive before funding as well as after, as reordered webhooks
+deliver them. A domain error (`BountyEscrowError`) is an acceptable answer to a command, and
+must leave everything as it was.
 
-After every step: I1-I4 hold (`violations(...) == []`), the postings over all accounts sum to
-zero per currency (money never appears or vanishes), `held` is never negative, and the ledger's
-fee, shortfall and payee accounts agree with the escrow's own amounts.
+After every step: I1-I4 hold (`violations(...) == []`: the escrow's debt and what is
+available are never both positive), the postings over all accounts sum to zero per currency
+(money never appears or vanishes), `held` is never negative, the ledger's fee, shortfall and
+payee accounts agree with the escrow's own amounts, and `refunded` and `dispute_withdrawn`
+equal what the gateway refunded and withdrew (tracked by the machine from the facts it
+reported, not from the escrow's records).
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class EscrowMachine(RuleBasedStateMachine):
         self.payments = 1
         self.outside_refunds = 0
         self.outside_reversals = 0
+        #: What the gateway did, as reported: outside refunds still standing (ref -> cents)
+        #: and each dispute's running totals (ref -> [withdrawn, reinstated]).
+        self.refunded_outside: dict[str, int] = {}
+        self.disputed: dict[str, list[int]] = {}
 
     @initialize(paid=st.sampled_from([True, True, False]))
     def opened(self, paid: bool) -> None:
@@ -209,15 +218,18 @@ class EscrowMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.outside_refunds < 4)
     @rule(amount=st.integers(min_value=1, max_value=6_000))
     def refund_made_outside(self, amount: int) -> None:
+        """A Dashboard refund, reported before or after the payment's success."""
         self.outside_refunds += 1
         ref = f"re_outside_{self.outside_refunds}"
-        self.attempt(lambda: self.book.external_refund(usd(amount), ref))
+        self.book.external_refund(usd(amount), ref)  # a fact: never refused
+        self.refunded_outside[ref] = amount
 
-    @precondition(lambda self: self.has(OperationKind.EXTERNAL_REFUND))
+    @precondition(lambda self: self.has(OperationKind.EXTERNAL_REFUND, SUCCEEDED))
     @rule(data=st.data())
     def outside_refund_fails_later(self, data: st.DataObject) -> None:
-        refund = self.pick(data, OperationKind.EXTERNAL_REFUND)
-        self.attempt(lambda: self.book.refund_update(refund, "failed"))
+        refund = self.pick(data, OperationKind.EXTERNAL_REFUND, SUCCEEDED)
+        self.book.refund_update(refund, "failed")
+        self.refunded_outside.pop(refund.gateway_ref or "")
 
     # --- reversals ----------------------------------------------------------------------------
 
@@ -266,7 +278,32 @@ class EscrowMachine(RuleBasedStateMachine):
         ref, status = dispute
         taken = self.book.escrow.amount.amount if withdrawn and ref == "dp_1" else 0
         given = taken if reinstated else 0
-        self.attempt(lambda: self.book.dispute(ref, status, withdrawn=taken, reinstated=given))
+        self.book.dispute(ref, status, withdrawn=taken, reinstated=given)  # a fact
+        self.gateway_dispute(ref, taken, given)
+
+    @rule(
+        withdraw=st.integers(min_value=0, max_value=6_000),
+        reinstate=st.integers(min_value=0, max_value=6_000),
+        closed=st.sampled_from([None, None, "won", "lost"]),
+    )
+    def chargeback_moves_part_of_the_charge(
+        self, withdraw: int, reinstate: int, closed: str | None
+    ) -> None:
+        """Chargeback ``dp_3`` withdraws and reinstates parts, before or after funding."""
+        withdrawn, reinstated = self.disputed.get("dp_3", [0, 0])
+        withdrawn = min(self.book.escrow.amount.amount, withdrawn + withdraw)
+        reinstated = min(withdrawn, reinstated + reinstate)
+        status = closed or "needs_response"
+        self.book.dispute(
+            "dp_3", status, withdrawn=withdrawn, reinstated=reinstated, amount=usd(withdrawn or 1)
+        )
+        self.gateway_dispute("dp_3", withdrawn, reinstated)
+
+    def gateway_dispute(self, ref: str, withdrawn: int, reinstated: int) -> None:
+        """The gateway's running totals only grow; a stale snapshot changes nothing."""
+        totals = self.disputed.setdefault(ref, [0, 0])
+        totals[0] = max(totals[0], withdrawn)
+        totals[1] = max(totals[1], reinstated)
 
     @rule(raised=st.booleans())
     def fraud_warning(self, raised: bool) -> None:
@@ -305,6 +342,21 @@ class EscrowMachine(RuleBasedStateMachine):
             if account.startswith("payee:")
         )
         assert paid == (escrow.released - escrow.fees).amount
+
+    @invariant()
+    def gateway_refunds_and_withdrawals_are_counted_in_full(self) -> None:
+        """The escrow's amounts are what really left at the gateway."""
+        escrow = self.book.escrow
+        own = sum(op.gross.amount for op in self.ops(OperationKind.REFUND, SUCCEEDED))
+        assert escrow.refunded.amount == own + sum(self.refunded_outside.values())
+        withdrawn = sum(w - r for w, r in self.disputed.values())
+        assert escrow.dispute_withdrawn.amount == withdrawn
+
+    @invariant()
+    def nothing_available_while_the_escrow_owes(self) -> None:
+        """Every available cent pays the debt first: no release or refund starts on it."""
+        escrow = self.book.escrow
+        assert not (escrow.shortfall.is_positive and escrow.available.is_positive)
 
 
 #: I1-I4 and a balanced ledger after any sequence of steps.
