@@ -61,7 +61,7 @@ bench: $(STAMP)
 SOAK_ARGS ?=
 .PHONY: soak
 soak: $(STAMP)
-	$(BIN)/python -m tests.simulation --seeds 50 --steps 2000 $(SOAK_ARGS)
+	PYTHONHASHSEED=0 $(BIN)/python -m tests.simulation --seeds 50 --steps 2000 $(SOAK_ARGS)
 
 # --- cleaning -----------------------------------------------------------------------------
 

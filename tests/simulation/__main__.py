@@ -4,7 +4,9 @@ Runs the deterministic simulation (`tests.simulation.world`) for several seeds a
 seed and in total, the steps, steps per second and violations. Exits 1 on any violation,
 after printing the seed and the last steps before it, so the run can be replayed:
 
-    python -m tests.simulation --seed 17 --steps 2000
+    PYTHONHASHSEED=0 python -m tests.simulation --seed 17 --steps 2000
+
+(``make soak`` fixes ``PYTHONHASHSEED`` so set iteration orders replay too.)
 
 Options: ``--seeds N`` (how many seeds, from ``--first-seed``), ``--steps`` (per seed),
 ``--seed`` (one seed only), ``--store memory|sqlite|postgres``.
