@@ -163,6 +163,28 @@ class TestLocks:
         thread.join(timeout=10)
         assert box["result"] == make_idempotency("poster_1", "k")
 
+    def test_a_second_open_of_one_bounty_and_poster_waits_and_sees_the_first_escrow(
+        self, pg_store: SqlAlchemyStore
+    ) -> None:
+        """The lock on a (bounty, poster) with no escrow yet backs the one-open-escrow rule."""
+        with pg_store.unit_of_work() as uow:
+            uow.escrows.lock_bounty("bounty_1", "poster_1")
+            assert uow.escrows.find(bounty_id="bounty_1", poster_id="poster_1") == []
+
+            def second() -> list[str]:
+                with pg_store.unit_of_work() as other:
+                    other.escrows.lock_bounty("bounty_1", "poster_1")
+                    found = other.escrows.find(bounty_id="bounty_1", poster_id="poster_1")
+                    return [e.id for e in found]
+
+            thread, box = _in_thread(second)
+            time.sleep(0.3)
+            assert thread.is_alive()
+            uow.escrows.add(make_escrow())
+            uow.commit()
+        thread.join(timeout=10)
+        assert box["result"] == ["esc_1"]
+
     def test_event_numbers_follow_commit_order(self, pg_store: SqlAlchemyStore) -> None:
         """A reader at a cursor never skips an event that commits after a later-numbered one."""
         with pg_store.unit_of_work() as uow:

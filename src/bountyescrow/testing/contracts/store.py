@@ -744,6 +744,35 @@ class StoreContract:
             assert everyone == ["op_3", "op_5", "op_2", "op_1"]
             assert [op.id for op in uow.operations.awaiting_payee(limit=2)] == everyone[:2]
 
+    def test_awaiting_payee_keeps_releases_by_their_payees_readiness(
+        self, store: EscrowStore
+    ) -> None:
+        """`ready=True` finds sendable releases however many others still wait."""
+        self.seed(store, make_escrow("esc_1"))
+        waiting = OperationStatus.AWAITING_PAYEE
+        with store.unit_of_work() as uow:
+            uow.payees.save(make_payee("hunter_1", ready=False))
+            uow.payees.save(make_payee("hunter_2", ready=True))
+            uow.operations.add(make_operation("op_1", status=waiting, payee_id="hunter_1"))
+            uow.operations.add(make_operation("op_2", status=waiting, payee_id="hunter_2"))
+            uow.operations.add(make_operation("op_3", status=waiting, payee_id="unregistered"))
+            uow.commit()
+        with self.read(store) as uow:
+            assert [op.id for op in uow.operations.awaiting_payee(ready=True)] == ["op_2"]
+            not_ready = [op.id for op in uow.operations.awaiting_payee(ready=False)]
+            assert not_ready == ["op_1", "op_3"]
+            assert uow.operations.awaiting_payee("hunter_1", ready=True) == []
+
+    def test_lock_bounty_can_be_taken_before_any_escrow_of_the_pair_exists(
+        self, store: EscrowStore
+    ) -> None:
+        """It locks a name, not a row: a first open holds it, the next unit of work gets it."""
+        for _ in range(2):
+            with store.unit_of_work() as uow:
+                uow.escrows.lock_bounty("bounty_new", "poster_1")
+                assert uow.escrows.find(bounty_id="bounty_new", poster_id="poster_1") == []
+                uow.commit()
+
     # --- claim_due: leases for recovery ------------------------------------------------------
 
     def _add(self, store: EscrowStore, *ops: Operation) -> None:
