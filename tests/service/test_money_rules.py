@@ -12,8 +12,18 @@ from datetime import timedelta
 
 import pytest
 
-from bountyescrow import Escrow, EscrowService, EscrowStatus, FeeSchedule, OperationStatus, errors
-from bountyescrow.domain.gateway_objects import CreateTransfer
+from bountyescrow import (
+    Escrow,
+    EscrowService,
+    EscrowSettings,
+    EscrowStatus,
+    FeeSchedule,
+    Money,
+    OperationStatus,
+    errors,
+)
+from bountyescrow.domain.amount_rules import problem
+from bountyescrow.domain.gateway_objects import CreateRefund, CreateTransfer
 from bountyescrow.domain.operation import OperationKind
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from bountyescrow.webhooks import WebhookDispatcher
@@ -261,8 +271,7 @@ class TestFrozenSendsNothing:
         assert service.get_operation(op.id).status is OperationStatus.AWAITING_PAYEE
         assert gateway_totals(fake)["transfer"] == 0
         fake.close_dispute(esc.payment_ref, won=True)
-        fake.deliver(service)
-        service.recover()
+        fake.deliver(service)  # the webhook that unfreezes the escrow sends the release
         assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
         assert gateway_totals(fake)["transfer"] == 4_500
 
@@ -350,6 +359,66 @@ class TestSecondGatewayObject:
         assert record.__dict__["other_gateway_ref"] != op.gateway_ref
         assert service.get(esc.id) == before
         assert service.get_operation(op.id).gateway_ref == op.gateway_ref
+
+    def test_a_second_refund_that_fails_later_gives_nothing_back(
+        self, service: EscrowService, fake: FakeGateway, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Only the refund the operation recorded can undo it."""
+        esc = funded(service, fake, 10_000)
+        op = service.refund(esc.id, amount=usd(3_000), actor=ADMIN, idempotency_key=new_key())
+        assert op.status is OperationStatus.SUCCEEDED
+        assert isinstance(op.request, CreateRefund)
+        second = fake.create_refund(op.request, idempotency_key="another-generation")
+        fake.settle_refund(second.ref, succeeded=False)
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
+            fake.deliver(service)
+        assert [r.__dict__["other_gateway_ref"] for r in caplog.records] == [second.ref] * len(
+            caplog.records
+        )
+        assert caplog.records
+        after = service.get(esc.id)
+        assert (after.held, after.refunded) == (usd(7_000), usd(3_000))
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+
+
+class TestThreeDecimalCurrency:
+    def test_a_release_in_kwd_sends_an_amount_stripe_accepts(
+        self, store: InMemoryStore, fake: FakeGateway, clock: ManualClock
+    ) -> None:
+        svc = EscrowService(
+            store,
+            fake,
+            fee_bps=1000,
+            namespace="test",
+            clock=clock,
+            settings=EscrowSettings(settlement_currencies=frozenset({"kwd"})),
+        )
+        esc = svc.open_escrow(
+            bounty_id="b1", poster_id=POSTER.id, amount=Money(10_000, "kwd"), actor=POSTER
+        )
+        assert esc.payment_ref is not None
+        fake.pay(esc.payment_ref)
+        fake.deliver(svc)
+        ready_payee(svc, fake)
+        op = svc.release(
+            esc.id,
+            payee_id=HUNTER,
+            amount=Money(1_230, "kwd"),
+            actor=POSTER,
+            idempotency_key=new_key(),
+        )
+        assert op.status is OperationStatus.SUCCEEDED
+        assert (op.fee, op.net) == (Money(120, "kwd"), Money(1_110, "kwd"))
+        assert problem(op.net) is None
+        reversal = svc.reverse(
+            esc.id, op.id, amount=Money(370, "kwd"), actor=ADMIN, idempotency_key=new_key()
+        )
+        assert reversal.status is OperationStatus.SUCCEEDED
+        assert reversal.fee == Money(40, "kwd")
+        rest = svc.refund(esc.id, actor=ADMIN, idempotency_key=new_key())
+        assert rest.status is OperationStatus.SUCCEEDED
+        assert problem(rest.gross) is None
+        assert svc.check_invariants() == []
 
 
 class TestNamespaceInMetadata:
