@@ -14,9 +14,11 @@ from bountyescrow.errors import (
     GatewayError,
     GatewayRejectedError,
     GatewayUnavailableError,
+    IdempotencyKeyInUseError,
     IdempotencyMismatchError,
     InsufficientPayeeBalanceError,
     PaymentDeclinedError,
+    PlatformBalanceInsufficientError,
 )
 from bountyescrow.testing import FakeGateway, ManualClock
 from bountyescrow.testing._fake_gateway import _MODES_BY_KIND, FailureKind, FailureMode
@@ -212,7 +214,7 @@ class TestFailures:
     @pytest.mark.parametrize(
         ("kind", "expected"),
         [
-            ("transfer", GatewayRejectedError),
+            ("transfer", PlatformBalanceInsufficientError),
             ("refund", GatewayRejectedError),
             ("reversal", InsufficientPayeeBalanceError),
         ],
@@ -225,6 +227,51 @@ class TestFailures:
         with pytest.raises(expected) as caught:
             call("k")
         assert caught.value.code == "balance_insufficient"
+
+    def test_a_platform_balance_short_of_a_transfer_moves_nothing_and_keeps_the_key_free(
+        self, fake: FakeGateway
+    ) -> None:
+        """Stripe's ``balance_insufficient``: definitive, and the same key works once topped up."""
+        call = make_call(fake, "transfer")
+        fake.fail_next("transfer", error="balance_insufficient")
+        with pytest.raises(PlatformBalanceInsufficientError) as caught:
+            call("k")
+        assert caught.value.code == "balance_insufficient"
+        assert not caught.value.outcome_unknown
+        assert fake.movements == []
+        call("k")
+        assert len(fake.movements) == 1
+
+    @pytest.mark.parametrize("kind", ["payment", "cancel", "refund", "reversal", "account"])
+    def test_balance_insufficient_applies_to_transfers_only(
+        self, fake: FakeGateway, kind: FailureKind
+    ) -> None:
+        with pytest.raises(ValueError, match="does not apply"):
+            fake.fail_next(kind, error="balance_insufficient")
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_key_in_use_on_demand_is_unknown_and_stores_nothing(
+        self, fake: FakeGateway, kind: FailureKind
+    ) -> None:
+        call = make_call(fake, kind)
+        moved = len(fake.movements)
+        fake.fail_next(kind, error="key_in_use")
+        with pytest.raises(IdempotencyKeyInUseError) as caught:
+            call("k")
+        assert caught.value.outcome_unknown
+        assert caught.value.code == "idempotency_key_in_use"
+        assert len(fake.movements) == moved
+        first = call("k")
+        assert call("k") == first
+
+    def test_key_in_use_on_demand_hits_even_a_replay(self, fake: FakeGateway) -> None:
+        call = make_call(fake, "transfer")
+        first = call("k")
+        fake.fail_next("transfer", error="key_in_use")
+        with pytest.raises(IdempotencyKeyInUseError):
+            call("k")
+        assert call("k") == first
+        assert len(fake.movements) == 1
 
     def test_idempotency_mismatch_on_demand_hits_even_a_replay(self, fake: FakeGateway) -> None:
         call = make_call(fake, "payment")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from bountyescrow.domain.gateway_objects import CreateTransfer
-from bountyescrow.testing import FakeGateway
+import pytest
 
-from .support import RecordingService, paid, ready_account, usd
+from bountyescrow.domain.gateway_objects import CreateTransfer, TransferSnapshot
+from bountyescrow.errors import IdempotencyKeyInUseError
+from bountyescrow.testing import FakeGateway
+from bountyescrow.testing._fake_gateway import during_next_call
+
+from .support import RecordingService, paid, ready_account, transfer_request, usd
 
 THREADS = 8
 PER_THREAD = 25
@@ -66,3 +70,74 @@ def test_delivering_while_other_threads_queue_loses_nothing(fake: FakeGateway) -
         deliverer.join()
     fake.deliver(service)
     assert len({e.id for e in service.events}) == 40
+
+
+class TestKeyInUse:
+    """Stripe answers 409 to a request whose key another request is still executing."""
+
+    def test_a_second_thread_with_the_key_of_a_call_still_executing_gets_key_in_use(
+        self, fake: FakeGateway
+    ) -> None:
+        request = transfer_request(paid(fake), ready_account(fake))
+        inside, go = threading.Event(), threading.Event()
+
+        def slow() -> None:
+            inside.set()
+            assert go.wait(10)
+
+        during_next_call(fake, "transfer", slow)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(fake.create_transfer, request, idempotency_key="k")
+            assert inside.wait(10)
+            with pytest.raises(IdempotencyKeyInUseError) as caught:
+                fake.create_transfer(request, idempotency_key="k")
+            assert fake.movements == []  # the first call has not taken effect yet
+            go.set()
+            made = first.result(timeout=10)
+
+        assert caught.value.outcome_unknown
+        assert fake.create_transfer(request, idempotency_key="k") == made
+        assert [m.ref for m in fake.movements] == [made.ref]
+
+    def test_other_keys_are_served_while_a_call_executes(self, fake: FakeGateway) -> None:
+        """The fake's lock is not held while a call waits: other calls go through."""
+        payment = paid(fake, 20_000)
+        account = ready_account(fake)
+        inside, go = threading.Event(), threading.Event()
+        during_next_call(fake, "transfer", lambda: (inside.set(), go.wait(10)))
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                fake.create_transfer,
+                transfer_request(payment, account, op="op_1"),
+                idempotency_key="k1",
+            )
+            assert inside.wait(10)
+            other = fake.create_transfer(
+                transfer_request(payment, account, op="op_2"), idempotency_key="k2"
+            )
+            go.set()
+            made = first.result(timeout=10)
+
+        assert [m.ref for m in fake.movements] == [other.ref, made.ref]
+
+    def test_the_same_key_from_inside_the_call_gets_key_in_use_then_the_answer(
+        self, fake: FakeGateway
+    ) -> None:
+        """What `recover()` meets when it resends while the first request still runs."""
+        request = transfer_request(paid(fake), ready_account(fake))
+        seen: list[object] = []
+
+        def resend() -> None:
+            try:
+                seen.append(fake.create_transfer(request, idempotency_key="k"))
+            except IdempotencyKeyInUseError as exc:
+                seen.append(exc)
+
+        during_next_call(fake, "transfer", resend, when="before")
+        during_next_call(fake, "transfer", resend, when="after")
+        made = fake.create_transfer(request, idempotency_key="k")
+
+        assert isinstance(seen[0], IdempotencyKeyInUseError)
+        assert seen[1] == made  # once executed, the key replays the stored answer
+        assert isinstance(made, TransferSnapshot)
+        assert len(fake.movements) == 1

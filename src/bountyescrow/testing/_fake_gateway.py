@@ -5,16 +5,21 @@ library's correctness depends on it:
 
 - **Idempotency keys.** The same key and request replay the first answer, a stored 500
   included (`GatewayUnavailableError` with ``replayed=True``); the same key with another request
-  raises `IdempotencyMismatchError`; keys are forgotten 24 h after first use (by the injected
-  clock). As on Stripe, an answer is stored only once the request started executing: a
-  definitive error from validation (destination not ready, amount beyond what is refundable or
-  reversible, PaymentIntent in the wrong state) is not stored, so the same key works once the
-  cause is gone; card declines and server errors are stored.
+  raises `IdempotencyMismatchError`; the same key while a first call with it is still running
+  (another thread, or a call made from inside it) raises `IdempotencyKeyInUseError`, as
+  Stripe's 409 does; keys are forgotten 24 h after first use (by the injected clock). As on
+  Stripe, an answer is stored only once the request started executing: a definitive error
+  from validation (destination not ready, amount beyond what is refundable or reversible,
+  PaymentIntent in the wrong state) is not stored, so the same key works once the cause is
+  gone; card declines and server errors are stored.
 - **Money rules.** A transfer needs a destination whose ``transfers`` capability is active and,
   with ``source_transaction``, an existing charge in the same currency that still covers it; a
   refund cannot exceed the charge minus earlier refunds, nor touch a charge under a chargeback;
   a reversal cannot exceed what is left of the transfer nor the connected account's balance;
-  a PaymentIntent that succeeded or is processing cannot be cancelled.
+  a PaymentIntent that succeeded or is processing cannot be cancelled. Amounts and metadata
+  Stripe refuses (three-decimal currencies not ending in 0, values over 500 characters...)
+  are refused before anything happens, by the rules `StripeGateway` uses
+  (`bountyescrow.ports.gateway.check_amount`, `check_metadata`), with `RequestRefusedError`.
 - **Events.** Everything that happens, through the API or through the control methods a test
   calls (`pay`, `open_dispute`, `refund_outside`...), queues the events Stripe would send to a
   bountyescrow endpoint, both as `GatewayEvent` values (for ``deliver(service)``) and as
@@ -69,12 +74,15 @@ from bountyescrow.errors import (
     GatewayError,
     GatewayRejectedError,
     GatewayUnavailableError,
+    IdempotencyKeyInUseError,
     IdempotencyMismatchError,
     InsufficientPayeeBalanceError,
     PaymentAlreadySettledError,
     PaymentDeclinedError,
+    PlatformBalanceInsufficientError,
 )
 from bountyescrow.ports.clock import Clock, SystemClock
+from bountyescrow.ports.gateway import check_amount, check_metadata
 from bountyescrow.testing import _fake_stripe_json as sj
 from bountyescrow.testing._fake_stripe_json import (
     JSON,
@@ -90,7 +98,13 @@ from bountyescrow.testing._fake_stripe_json import (
     TransferRecord,
 )
 
-__all__ = ["FailureKind", "FailureMode", "FakeControlError", "FakeGateway", "Movement"]
+__all__ = [
+    "FailureKind",
+    "FailureMode",
+    "FakeControlError",
+    "FakeGateway",
+    "Movement",
+]
 
 #: Which call `FakeGateway.fail_next` makes fail.
 FailureKind = Literal["payment", "cancel", "transfer", "refund", "reversal", "account"]
@@ -104,23 +118,37 @@ FailureMode = Literal[
     "destination_not_ready",
     "insufficient_balance",
     "idempotency_mismatch",
+    "key_in_use",
+    "balance_insufficient",
     "pending",
 ]
+#: Where a keyed call is when `FakeGateway`'s call hooks run: ``"before"`` it takes effect
+#: (its key is in use), ``"after"`` (the answer is stored and on its way back: the key
+#: replays it).
+CallPhase = Literal["before", "after"]
+#: A call hook: ``hook(kind, idempotency_key, phase)``, run without the fake's lock.
+CallHook = Callable[[str, str, CallPhase], None]
 
 _COMMON_MODES: Final = frozenset(
     {"declined", "invalid", "unavailable", "server_error", "timeout_after_effect",
-     "idempotency_mismatch"}
+     "idempotency_mismatch", "key_in_use"}
 )  # fmt: skip
+#: Failures that hit the very next call, a replay included: Stripe answers them before it
+#: looks at what is stored under the key.
+_AT_ONCE: Final = frozenset({"unavailable", "idempotency_mismatch", "key_in_use"})
 _MODES_BY_KIND: Final[Mapping[str, frozenset[str]]] = {
     "payment": _COMMON_MODES,
     "cancel": _COMMON_MODES,
-    "transfer": _COMMON_MODES | {"destination_not_ready", "insufficient_balance"},
+    "transfer": _COMMON_MODES
+    | {"destination_not_ready", "insufficient_balance", "balance_insufficient"},
     "refund": _COMMON_MODES | {"insufficient_balance", "pending"},
     "reversal": _COMMON_MODES | {"insufficient_balance"},
     "account": _COMMON_MODES,
 }
 #: Stripe forgets idempotency keys after 24 hours.
 KEY_LIFETIME: Final = timedelta(hours=24)
+#: What `FakeGateway.max_call_duration` says unless told otherwise.
+DEFAULT_MAX_CALL_DURATION: Final = timedelta(seconds=5)
 #: What Stripe charges for a dispute, in minor units (the US fee; the fake uses it everywhere).
 DISPUTE_FEE: Final = 1500
 #: Metadata key naming the payee on the connected accounts the fake creates.
@@ -200,6 +228,13 @@ def _metadata_op(metadata: Mapping[str, str]) -> str | None:
     return metadata.get(META_OPERATION)
 
 
+def _raising(error: GatewayError) -> Callable[[], NoReturn]:
+    def answer() -> NoReturn:
+        raise error
+
+    return answer
+
+
 class FakeControlError(ValueError):
     """A test control of `FakeGateway` does not apply: unknown object, wrong state, more than
     is left. `code` is the code Stripe gives the same refusal (``resource_missing``,
@@ -240,6 +275,8 @@ class FakeGateway:
             ``recipient`` service agreement, as bountyescrow requests them.
         signing_clock: the time webhook signatures carry (default: the wall clock, which is
             what the Stripe SDK checks the 300 s tolerance against).
+        max_call_duration: what `max_call_duration` says (default 5 s); the service's lease
+            must be at least this long.
     """
 
     def __init__(
@@ -250,9 +287,15 @@ class FakeGateway:
         livemode: bool = False,
         platform_country: str = "US",
         signing_clock: Clock | None = None,
+        max_call_duration: timedelta = DEFAULT_MAX_CALL_DURATION,
     ) -> None:
         if not webhook_secret:
             raise ValueError("webhook_secret must not be empty (use e.g. 'whsec_test')")
+        if not isinstance(max_call_duration, timedelta) or max_call_duration <= timedelta(0):
+            raise ValueError(
+                f"max_call_duration must be a positive timedelta, got {max_call_duration!r}"
+            )
+        self._max_call_duration = max_call_duration
         self.webhook_secret = webhook_secret
         self.platform_country = platform_country.upper()
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -261,6 +304,10 @@ class FakeGateway:
         self._lock = threading.RLock()
         self._counters: dict[str, int] = {}
         self._keys: dict[str, _KeyEntry] = {}
+        #: Keys of calls Stripe is still executing (it answers 409 to a second one).
+        self._in_flight: set[str] = set()
+        #: Run during every keyed call, without the lock (see `CallHook`).
+        self._call_hooks: list[CallHook] = []
         self._failures: dict[str, deque[str]] = {kind: deque() for kind in _MODES_BY_KIND}
         self._hold_refunds = False
         self._queue: list[_Queued] = []
@@ -279,6 +326,11 @@ class FakeGateway:
     def livemode(self) -> bool:
         """False unless the fake was built with ``livemode=True``."""
         return self._livemode
+
+    @property
+    def max_call_duration(self) -> timedelta:
+        """The longest one call is said to take (the ``max_call_duration`` it was built with)."""
+        return self._max_call_duration
 
     def get_payment(self, payment_ref: str) -> PaymentSnapshot:
         """Fetch a PaymentIntent.
@@ -364,16 +416,16 @@ class FakeGateway:
         """Create a PaymentIntent (status ``requires_payment_method``, with a client secret).
 
         Raises:
-            GatewayRejectedError: a non-positive amount, or a failure set with `fail_next`.
-            GatewayUnavailableError, IdempotencyMismatchError: see the class docstring.
+            RequestRefusedError: an amount or metadata Stripe refuses (below the minimum
+                charge, say); nothing happened.
+            GatewayRejectedError: a failure set with `fail_next`.
+            GatewayUnavailableError, IdempotencyMismatchError, IdempotencyKeyInUseError: see
+                the class docstring.
         """
+        check_amount(request.action, request.amount, charge=True)
+        check_metadata(request.action, request.metadata)
 
         def execute(mode: str | None) -> PaymentSnapshot:
-            if request.amount.amount <= 0:
-                raise GatewayRejectedError(
-                    f"Invalid positive integer: amount {request.amount.amount}",
-                    code="parameter_invalid_integer",
-                )
             ref = self._next_id("pi")
             pi = PaymentIntentRecord(
                 id=ref,
@@ -421,9 +473,14 @@ class FakeGateway:
 
         Raises:
             DestinationNotReadyError: the account's ``transfers`` capability is not active.
+            PlatformBalanceInsufficientError: set with ``fail_next("transfer",
+                "balance_insufficient")``: the platform balance does not cover it.
+            RequestRefusedError: an amount or metadata Stripe refuses; nothing happened.
             GatewayRejectedError: unknown destination or source charge, currency other than
                 the source charge's, or more than the source charge has left.
         """
+        check_amount(request.action, request.amount)
+        check_metadata(request.action, request.metadata)
 
         def execute(mode: str | None) -> TransferSnapshot:
             transfer = self._transfer(request)
@@ -438,9 +495,12 @@ class FakeGateway:
         "pending")``, else ``succeeded``.
 
         Raises:
+            RequestRefusedError: an amount or metadata Stripe refuses; nothing happened.
             GatewayRejectedError: the PaymentIntent has no successful charge, the amount is
                 beyond what is left to refund, or the charge is under a chargeback.
         """
+        check_amount(request.action, request.amount)
+        check_metadata(request.action, request.metadata)
 
         def execute(mode: str | None) -> RefundSnapshot:
             pending = mode == "pending" or self._hold_refunds
@@ -461,8 +521,11 @@ class FakeGateway:
 
         Raises:
             InsufficientPayeeBalanceError: the connected account's balance does not cover it.
+            RequestRefusedError: an amount or metadata Stripe refuses; nothing happened.
             GatewayRejectedError: unknown transfer, other currency, or more than is left.
         """
+        check_amount(request.action, request.amount)
+        check_metadata(request.action, request.metadata)
 
         def execute(mode: str | None) -> ReversalSnapshot:
             reversal = self._reverse(request.transfer_ref, request.amount, dict(request.metadata))
@@ -476,8 +539,10 @@ class FakeGateway:
         """Create an Express account requesting ``transfers``; it is not ready until onboarded.
 
         Raises:
+            RequestRefusedError: `payee_id` does not fit in Stripe metadata.
             GatewayRejectedError: `country` is not a two-letter code.
         """
+        check_metadata("create_account", {META_PAYEE: payee_id})
         fingerprint = {
             "action": "create_account", "payee_id": payee_id, "email": email, "country": country
         }  # fmt: skip
@@ -760,13 +825,20 @@ class FakeGateway:
           stored under the key.
         - ``invalid``: `GatewayRejectedError` (a validation error, not stored).
         - ``destination_not_ready`` (transfer): `DestinationNotReadyError`.
-        - ``insufficient_balance`` (transfer, refund: the platform balance; reversal:
+        - ``balance_insufficient`` (transfer): the platform balance does not cover the
+          transfer, `PlatformBalanceInsufficientError` (not stored: the same key works once
+          the balance is topped up).
+        - ``insufficient_balance`` (transfer: the same as ``balance_insufficient``; refund:
+          the platform balance, `GatewayRejectedError`; reversal: the payee's balance,
           `InsufficientPayeeBalanceError`).
         - ``idempotency_mismatch``: `IdempotencyMismatchError`.
+        - ``key_in_use``: `IdempotencyKeyInUseError`, Stripe's 409 for a key whose first
+          request is still running; nothing happens and nothing is stored.
         - ``pending`` (refund only): the refund is created ``pending``.
 
-        ``unavailable`` and ``idempotency_mismatch`` hit the very next call; the others hit
-        the next call Stripe would execute (a replay of a stored answer does not use them up).
+        ``unavailable``, ``idempotency_mismatch`` and ``key_in_use`` hit the very next call;
+        the others hit the next call Stripe would execute (a replay of a stored answer does not
+        use them up).
 
         Raises:
             ValueError: unknown kind, or an error that does not apply to it.
@@ -1099,25 +1171,21 @@ class FakeGateway:
         request: Mapping[str, Any],
         execute: Callable[[str | None], _T],
     ) -> _T:
+        """Run `execute` under idempotency key `key`, as Stripe runs a request.
+
+        The key is in use from the moment the request is accepted until its answer is
+        stored. The call hooks run in between (``"before"``) and once the answer is stored
+        (``"after"``), without the lock: other threads, and the hook itself, may call the
+        fake meanwhile, and a call with the same key gets `IdempotencyKeyInUseError` before,
+        the stored answer after.
+        """
         fingerprint = json.dumps(request, sort_keys=True, default=str)
         with self._lock:
             request_id = self._next_id("req")
             self._forget_old_keys()
             failures = self._failures[kind]
-            if failures and failures[0] in ("unavailable", "idempotency_mismatch"):
-                front = failures.popleft()
-                if front == "unavailable":
-                    raise GatewayUnavailableError(
-                        "Could not connect to Stripe (simulated network error).",
-                        code="connection_error",
-                        request_id=None,
-                    )
-                raise IdempotencyMismatchError(
-                    f"Keys for idempotent requests can only be used with the same parameters "
-                    f"they were first used with (simulated, key {key!r}).",
-                    code="idempotency_error",
-                    request_id=request_id,
-                )
+            if failures and failures[0] in _AT_ONCE:
+                raise self._failure_at_once(failures.popleft(), key, request_id)
             entry = self._keys.get(key)
             if entry is not None:
                 if entry.fingerprint != fingerprint:
@@ -1131,24 +1199,78 @@ class FakeGateway:
                 if entry.error is not None:
                     raise entry.error.build(replayed=True, request_id=request_id)
                 return cast(_T, entry.answer)
-            mode = failures.popleft() if failures else None
-            try:
-                self._refuse(kind, mode)
-                answer = execute(mode)
-            except _StoreError as stored:
-                self._keys[key] = _KeyEntry(fingerprint, self._clock.now(), error=stored.error)
-                raise stored.error.build(replayed=False, request_id=request_id) from None
-            except GatewayError as exc:
-                exc.request_id = exc.request_id or request_id
-                raise
-            self._keys[key] = _KeyEntry(fingerprint, self._clock.now(), answer=answer)
-            if mode == "timeout_after_effect":
-                raise GatewayUnavailableError(
+            if key in self._in_flight:
+                raise self._failure_at_once("key_in_use", key, request_id)
+            self._in_flight.add(key)
+        try:
+            self._run_call_hooks(kind, key, "before")
+            with self._lock:
+                answer = self._execute(kind, key, fingerprint, request_id, execute)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+        self._run_call_hooks(kind, key, "after")
+        return answer()
+
+    def _run_call_hooks(self, kind: str, key: str, phase: CallPhase) -> None:
+        with self._lock:
+            hooks = list(self._call_hooks)
+        for hook in hooks:
+            hook(kind, key, phase)
+
+    def _execute(
+        self,
+        kind: str,
+        key: str,
+        fingerprint: str,
+        request_id: str,
+        execute: Callable[[str | None], _T],
+    ) -> Callable[[], _T]:
+        """Take effect (or fail) and store the answer; return what hands it to the caller."""
+        failures = self._failures[kind]
+        mode = failures.popleft() if failures else None
+        try:
+            self._refuse(kind, mode)
+            answer = execute(mode)
+        except _StoreError as stored:
+            self._keys[key] = _KeyEntry(fingerprint, self._clock.now(), error=stored.error)
+            return _raising(stored.error.build(replayed=False, request_id=request_id))
+        except GatewayError as exc:
+            exc.request_id = exc.request_id or request_id
+            return _raising(exc)
+        self._keys[key] = _KeyEntry(fingerprint, self._clock.now(), answer=answer)
+        if mode == "timeout_after_effect":
+            return _raising(
+                GatewayUnavailableError(
                     "Request to Stripe timed out (simulated: it took effect, the answer was lost).",
                     code="timeout",
                     request_id=request_id,
                 )
-            return answer
+            )
+        return lambda: answer
+
+    @staticmethod
+    def _failure_at_once(mode: str, key: str, request_id: str) -> GatewayError:
+        """The error of a failure Stripe answers before looking at the key's stored answer."""
+        if mode == "unavailable":
+            return GatewayUnavailableError(
+                "Could not connect to Stripe (simulated network error).",
+                code="connection_error",
+                request_id=None,
+            )
+        if mode == "key_in_use":
+            return IdempotencyKeyInUseError(
+                f"There is currently another in-progress request using this idempotency key "
+                f"({key!r}); the other request is still going through. Try again later.",
+                code="idempotency_key_in_use",
+                request_id=request_id,
+            )
+        return IdempotencyMismatchError(
+            f"Keys for idempotent requests can only be used with the same parameters "
+            f"they were first used with (simulated, key {key!r}).",
+            code="idempotency_error",
+            request_id=request_id,
+        )
 
     def _refuse(self, kind: str, mode: str | None) -> None:
         """Raise the failure `mode` asks for, before any effect (or do nothing)."""
@@ -1176,6 +1298,14 @@ class FakeGateway:
                 "capabilities enabled: transfers, crypto_transfers, legacy_payments "
                 "(simulated).",
                 code="insufficient_capabilities_for_transfer",
+            )
+        if mode == "balance_insufficient" or (
+            mode == "insufficient_balance" and kind == "transfer"
+        ):
+            raise PlatformBalanceInsufficientError(
+                "Insufficient funds in Stripe account. The platform balance does not cover "
+                "this transfer (simulated).",
+                code="balance_insufficient",
             )
         if mode == "insufficient_balance":
             if kind == "reversal":
@@ -1639,3 +1769,51 @@ class FakeGateway:
                 f"Invalid positive integer: {what} amount {amount.amount}",
                 code="parameter_invalid_integer",
             )
+
+
+# --- latency and call hooks -------------------------------------------------------------------
+#
+# A real gateway call takes time: while one is in flight, webhooks arrive, `recover()` runs in
+# another process and the clock moves on. `during_next_call` runs a test's code at that moment,
+# once, deterministically, through the fake's call hooks.
+
+
+def during_next_call(
+    fake: FakeGateway,
+    kind: FailureKind,
+    callback: Callable[[], object],
+    *,
+    when: CallPhase = "before",
+) -> None:
+    """Run `callback` inside the next `kind` call Stripe executes, once.
+
+    ``when="before"``: the request reached Stripe (its key is in use: another request with
+    the same key gets ``idempotency_key_in_use``) and has not taken effect yet.
+    ``when="after"``: it took effect or was refused, and its answer is stored under the key
+    but has not reached the caller. A replayed answer does not count as a call.
+
+    The callback may do anything a test does: deliver webhooks, run ``service.recover()``,
+    move a `ManualClock` past the lease, a backoff or the 23 h key window, make other calls
+    (they do not fire it again: it is used up before it runs).
+
+    Raises:
+        ValueError: unknown `kind` or `when`.
+    """
+    if kind not in _MODES_BY_KIND:
+        raise ValueError(f"unknown kind {kind!r}: use one of {sorted(_MODES_BY_KIND)}")
+    if when not in ("before", "after"):
+        raise ValueError(f"when must be 'before' or 'after', got {when!r}")
+    used = threading.Event()
+
+    def hook(call_kind: str, key: str, phase: CallPhase) -> None:
+        if call_kind != kind or phase != when:
+            return
+        with fake._lock:
+            if used.is_set():
+                return
+            used.set()
+            fake._call_hooks.remove(hook)
+        callback()
+
+    with fake._lock:
+        fake._call_hooks.append(hook)
