@@ -18,6 +18,7 @@ operation ids on every run, so it can run against a real Stripe account in test 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Protocol
 
 import pytest
@@ -41,7 +42,7 @@ from bountyescrow.errors import (
     IdempotencyMismatchError,
     PaymentAlreadySettledError,
 )
-from bountyescrow.ports.gateway import PaymentGateway
+from bountyescrow.ports.gateway import PaymentGateway, RequestRefusedError
 
 __all__ = ["GatewayContract", "GatewayControl"]
 
@@ -140,6 +141,66 @@ class GatewayContract:
     def test_livemode_is_false_in_test_mode(self, gateway: PaymentGateway) -> None:
         """The contract runs against test mode only."""
         assert gateway.livemode is False
+
+    def test_max_call_duration_is_a_positive_bound(self, gateway: PaymentGateway) -> None:
+        """The service's lease must outlast it; an hour would stall recovery for hours."""
+        duration = gateway.max_call_duration
+        assert isinstance(duration, timedelta)
+        assert timedelta(0) < duration < timedelta(hours=1)
+
+    # --- requests the provider would refuse, refused before sending -------------------------
+
+    def test_metadata_stripe_refuses_is_refused_and_leaves_the_key_free(
+        self, gateway: PaymentGateway
+    ) -> None:
+        """A value over 500 characters (a long bounty id), a long key, too many keys."""
+        key = _key()
+        for metadata in (
+            {"bounty_id": "b" * 501},
+            {"k" * 41: "v"},
+            {f"key_{n}": "v" for n in range(51)},
+            {"tags[0]": "v"},
+        ):
+            refused = CreatePayment(amount=_usd(_AMOUNT), transfer_group="g", metadata=metadata)
+            with pytest.raises(RequestRefusedError):
+                gateway.create_payment(refused, idempotency_key=key)
+        request = self.payment_request()
+        assert gateway.create_payment(request, idempotency_key=key).amount == request.amount
+
+    def test_a_payee_id_too_long_for_metadata_is_refused(self, gateway: PaymentGateway) -> None:
+        with pytest.raises(RequestRefusedError):
+            gateway.create_account(
+                payee_id="p" * 501, email=None, country="US", idempotency_key=_key()
+            )
+
+    def test_three_decimal_amounts_not_ending_in_zero_are_refused(
+        self, gateway: PaymentGateway
+    ) -> None:
+        """KWD, BHD, JOD, OMR and TND amounts must be multiples of 10 (checked before the
+        objects named are looked at)."""
+        for currency in ("kwd", "bhd", "jod", "omr", "tnd"):
+            odd = Money(1_005, currency)
+            with pytest.raises(RequestRefusedError):
+                gateway.create_transfer(
+                    CreateTransfer(
+                        amount=odd,
+                        destination="acct_contract",
+                        source_transaction=None,
+                        transfer_group="g",
+                        metadata={},
+                    ),
+                    idempotency_key=_key(),
+                )
+            with pytest.raises(RequestRefusedError):
+                gateway.create_refund(
+                    CreateRefund(amount=odd, payment_ref="pi_contract", metadata={}),
+                    idempotency_key=_key(),
+                )
+            with pytest.raises(RequestRefusedError):
+                gateway.create_reversal(
+                    CreateReversal(amount=odd, transfer_ref="tr_contract", metadata={}),
+                    idempotency_key=_key(),
+                )
 
     def test_create_payment_returns_ref_and_client_secret(self, gateway: PaymentGateway) -> None:
         """A new PaymentIntent awaits the payer and carries its client secret and metadata."""
