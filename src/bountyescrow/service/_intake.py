@@ -195,13 +195,17 @@ class GatewayEventIntake(OperationDriver):
         namespace = self._other_namespace(event.object)
         if namespace is not None:
             return self._ignore(event, "other_namespace", namespace)
-        refetch = self._refetched(event.object, signed=signed)
+        # Spare a duplicate the call that re-fetches a mutable object (a payment confirmed
+        # again costs one call and changes nothing, so it is not worth a read of its own).
+        # The locked check in `work` is what dedupes.
+        spare = self._refetched(event.object, signed=signed) and not isinstance(
+            event.object, PaymentSnapshot
+        )
         claimed = self._claimed(event.object)
-        if refetch or not claimed:
-            # One read decides both: is it ours, and (for objects fetched again) was it seen?
-            # The locked check in `work` is what dedupes.
+        if spare or not claimed:
+            # One read decides both: is it ours, and was it seen?
             def look(uow: UnitOfWork) -> tuple[WebhookEventRecord | None, bool]:
-                seen = uow.webhook_events.get(event.id) if refetch else None
+                seen = uow.webhook_events.get(event.id) if spare else None
                 return seen, claimed or self._known(uow, event.object)
 
             seen, ours = self._read(look)
