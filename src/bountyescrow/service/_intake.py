@@ -43,6 +43,14 @@ from bountyescrow.service._core import log
 from bountyescrow.service._driver import OperationDriver
 
 _REFUND_KINDS = (OperationKind.REFUND, OperationKind.EXTERNAL_REFUND)
+#: The objects that carry the metadata the library writes.
+_WITH_METADATA = (
+    PaymentSnapshot,
+    TransferSnapshot,
+    RefundSnapshot,
+    ReversalSnapshot,
+    AccountSnapshot,
+)
 
 
 class GatewayEventIntake(OperationDriver):
@@ -56,10 +64,9 @@ class GatewayEventIntake(OperationDriver):
         Objects made before the namespace was written into metadata have none: they are
         judged by their ids like any other object.
         """
-        metadata = getattr(obj, "metadata", None)
-        if metadata is None:
+        if not isinstance(obj, _WITH_METADATA):
             return None
-        namespace = metadata.get(META_NAMESPACE)
+        namespace = obj.metadata.get(META_NAMESPACE)
         return namespace if namespace is not None and namespace != self.namespace else None
 
     @staticmethod
