@@ -1,8 +1,13 @@
 """Random sequences of everything a marketplace, its users and Stripe can do.
 
-Several escrows, payees and actors; every command, gateway behaviour and failure; duplicated
-and reordered webhooks; crashes; `recover()`; the clock jumping past Stripe's 24 h key window.
-After every step the money invariants hold and no operation has moved money twice.
+Several escrows, payees and actors; every command, gateway behaviour and failure; outside
+actors (Dashboard refunds and reversals, disputes opened and closed won or lost, inquiries,
+fraud warnings, payouts); webhooks duplicated, reordered, delivered late or in part; gateway
+calls that are slow while webhooks, `recover()` and clock jumps happen; crashes; `recover()`;
+the clock jumping past Stripe's 24 h key window. After every step the money invariants hold
+and no operation has moved money twice; at the end of every example, once every event is
+delivered and `recover()` ran past every lease and backoff, the books agree with what really
+moved at the gateway (`books_agree`, the money oracle).
 
 The same world runs on every store: in memory, SQLite (a file) and PostgreSQL. The SQL runs
 share one migrated database per test and empty its tables before each example; they run
@@ -31,8 +36,15 @@ from hypothesis.stateful import (
 
 from bountyescrow import Actor, EscrowService, Money, OperationKind, OperationStatus, errors
 from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+from bountyescrow.domain.gateway_objects import GatewayEvent
 from bountyescrow.ports.store import EscrowStore
-from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
+from bountyescrow.testing import (
+    FakeGateway,
+    InMemoryStore,
+    ManualClock,
+    books_agree,
+    during_next_call,
+)
 from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
 from tests.keys import new_key
 
@@ -71,6 +83,7 @@ class EscrowWorld(RuleBasedStateMachine):
             self.store, self.fake, fee_bps=1000, namespace="sm", clock=self.clock
         )
         self.counter = 0
+        self.late: list[GatewayEvent] = []
 
     def _try(self, call: object, *args: object, **kwargs: object) -> object:
         """Run a service call; documented errors and crashes are acceptable outcomes."""
@@ -262,6 +275,156 @@ class EscrowWorld(RuleBasedStateMachine):
         self.clock.advance(timedelta(minutes=minutes))
         self.service.recover()
 
+    # --- outside actors ---------------------------------------------------------------------
+
+    @rule(escrow_id=escrows, amount=st.one_of(st.none(), st.integers(1, 20_000)))
+    def open_dispute(self, escrow_id: str, amount: int | None) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None and esc.payment_ref is not None:
+            money = Money(amount, "usd") if amount else None
+            self._ctl(self.fake.open_dispute, esc.payment_ref, money)
+
+    @rule(escrow_id=escrows, won=st.booleans())
+    def close_dispute(self, escrow_id: str, won: bool) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None and esc.payment_ref is not None:
+            self._ctl(self.fake.close_dispute, esc.payment_ref, won=won)
+
+    @rule(escrow_id=escrows)
+    def fraud_warning(self, escrow_id: str) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None and esc.payment_ref is not None:
+            self._ctl(self.fake.early_fraud_warning, esc.payment_ref)
+
+    @rule(escrow_id=escrows)
+    def clear_fraud_warning(self, escrow_id: str) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is not None:
+            self._try(self.service.clear_fraud_warning, esc.id, actor=ADMIN)
+
+    @rule(escrow_id=escrows, data=st.data())
+    def reverse_outside(self, escrow_id: str, data: st.DataObject) -> None:
+        esc = self._escrow(escrow_id)
+        if esc is None:
+            return
+        transfers = [
+            o.gateway_ref
+            for o in self.service.operations(esc.id)
+            if o.kind is OperationKind.RELEASE and o.gateway_ref
+        ]
+        if transfers:
+            ref = data.draw(st.sampled_from(transfers))
+            amount = data.draw(st.one_of(st.none(), st.integers(1, 5_000)))
+            self._ctl(self.fake.reverse_outside, ref, Money(amount, "usd") if amount else None)
+
+    @rule(payee=st.sampled_from(PAYEES), amount=st.integers(1, 20_000))
+    def payee_pays_out(self, payee: str, amount: int) -> None:
+        """The payee's balance leaves for the bank: later reversals may find too little."""
+        self._ctl(self.fake.payout, self.service.get_payee(payee).account_ref, Money(amount, "usd"))
+
+    # --- webhooks: in part, late, lost for a while ---------------------------------------------
+
+    @rule(data=st.data())
+    def deliver_some_events(self, data: st.DataObject) -> None:
+        """A permutation of the queued events, some of them only; the rest arrive later."""
+        events = list(self.fake.pending_events)
+        self.fake.drop_events()
+        order = data.draw(st.permutations(events)) if events else []
+        cut = data.draw(st.integers(0, len(order)))
+        self._apply(order[:cut])
+        self.late += order[cut:]
+
+    @rule(duplicate=st.booleans())
+    def deliver_late_events(self, duplicate: bool) -> None:
+        late, self.late = self.late, []
+        self._apply([e for e in late for _ in range(2 if duplicate else 1)])
+
+    def _apply(self, events: list[GatewayEvent]) -> None:
+        for event in events:
+            try:
+                self.service.apply_event(event)
+            except errors.BountyEscrowError:
+                self.late.append(event)  # answered 500: Stripe delivers it again
+
+    # --- latency: a slow gateway call ------------------------------------------------------------
+
+    @rule(
+        escrow_id=escrows,
+        kind=st.sampled_from(["transfer", "refund"]),
+        when=st.sampled_from(["before", "after"]),
+        meanwhile=st.sampled_from(
+            [
+                "deliver",
+                "recover_past_lease",
+                "recover_past_key_window",
+                "refund_outside",
+                "dispute",
+                "cancel_waiting",
+            ]
+        ),
+        failure=st.sampled_from([None, "timeout_after_effect"]),
+    )
+    def slow_gateway_call(
+        self, escrow_id: str, kind: str, when: str, meanwhile: str, failure: str | None
+    ) -> None:
+        """While a transfer or refund is in flight, webhooks, recovery and time go on."""
+        esc = self._escrow(escrow_id)
+        if esc is None or not esc.funded or esc.payment_ref is None:
+            return
+        payment_ref = esc.payment_ref
+        if meanwhile == "recover_past_key_window":
+            when = "after"  # only an answer, never a request, is in flight for 23 h
+
+        def act() -> None:
+            if meanwhile == "deliver":
+                self._apply(list(self.fake.pending_events))
+                self.fake.drop_events()
+            elif meanwhile.startswith("recover"):
+                jump = timedelta(hours=23, minutes=30) if "key" in meanwhile else timedelta(hours=1)
+                self.clock.advance(jump)
+                self._try(self.service.recover)
+            elif meanwhile == "refund_outside":
+                self._ctl(self.fake.refund_outside, payment_ref, Money(1_000, "usd"))
+            elif meanwhile == "dispute":
+                self._ctl(self.fake.open_dispute, payment_ref)
+            else:
+                for op in self.service.operations(esc.id):
+                    if op.status.open:
+                        self._try(self.service.cancel_operation, op.id, actor=ADMIN)
+
+        if failure:
+            self.fake.fail_next(kind, error=failure)  # type: ignore[arg-type]
+        during_next_call(self.fake, kind, act, when=when)  # type: ignore[arg-type]
+        if kind == "transfer":
+            poster = next(p for p in POSTERS if p.id == esc.poster_id)
+            self._try(self.service.release, esc.id, payee_id=PAYEES[0], actor=poster,
+                      idempotency_key=new_key())  # fmt: skip
+        else:
+            self._try(self.service.refund, esc.id, amount=Money(2_000, "usd"), actor=ADMIN,
+                      idempotency_key=new_key())  # fmt: skip
+        self.fake._call_hooks.clear()  # a call refused before it was sent leaves its hook
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        """Settle the world, then the books must agree with what moved at the gateway."""
+        self.fake.hold_refunds(False)
+        for _ in range(48):
+            events, self.late = self.late + list(self.fake.pending_events), []
+            self.fake.drop_events()
+            self._apply(events)
+            for movement in self.fake.movements:
+                if movement.kind == "refund" and movement.status == "pending":
+                    self.fake.settle_refund(movement.ref)
+            self.clock.advance(timedelta(hours=2))
+            report = self.service.recover(limit=1000)
+            if report.claimed == 0 and not self.fake.pending_events and not self.late:
+                break
+        self._apply(list(self.fake.pending_events))
+        self.fake.drop_events()
+        assert self.service.check_invariants() == []
+        assert books_agree(self.service, self.fake) == []
+
     @invariant()
     def money_invariants_hold(self) -> None:
         assert self.service.check_invariants() == []
@@ -270,6 +433,12 @@ class EscrowWorld(RuleBasedStateMachine):
     def no_operation_moved_money_twice(self) -> None:
         per_op = Counter(m.operation_id for m in self.fake.movements if m.operation_id)
         assert all(n == 1 for n in per_op.values()), per_op
+
+    @invariant()
+    def books_never_show_money_the_gateway_lost(self) -> None:
+        """In the middle of a run, only what can never be right is reported."""
+        undelivered = bool(self.late or self.fake.pending_events)
+        assert books_agree(self.service, self.fake, settled=False, undelivered=undelivered) == []
 
 
 # --- one run per store ------------------------------------------------------------------------

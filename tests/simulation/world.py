@@ -727,11 +727,15 @@ class Simulation:
     # --- settling ---------------------------------------------------------------------------
 
     def settle(self) -> None:
-        """Deliver everything, let the bank decide pending refunds, recover past every lease."""
+        """Deliver everything, let the bank decide pending refunds, recover past every lease.
+
+        Up to four days in steps of two hours: an operation whose 500 Stripe replays waits
+        out the 23 h key window before a new key generation is sent.
+        """
         self.fake.hold_refunds(False)
-        for _ in range(12):
-            self._apply(self.late + self._take_events())
-            self.late = []
+        for _ in range(48):
+            events, self.late = self.late + self._take_events(), []
+            self._apply(events)
             for m in self.fake.movements:
                 if m.kind == "refund" and m.status == "pending":
                     self.fake.settle_refund(m.ref, succeeded=True)
