@@ -7,12 +7,13 @@ show is an alert, and its event is retried."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 
 from bountyescrow import EscrowService, EscrowStatus, GatewayEvent
+from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
 from bountyescrow.domain.gateway_objects import (
     META_ESCROW,
     META_NAMESPACE,
@@ -23,6 +24,7 @@ from bountyescrow.domain.gateway_objects import (
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.errors import WebhookPayloadError
 from bountyescrow.testing import InMemoryStore, ManualClock
+from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
 from bountyescrow.webhooks import WebhookDispatcher
 from bountyescrow.webhooks._events import EXACT_TYPES, PREFIX_TYPES
 from tests.keys import new_key
@@ -115,12 +117,9 @@ THEIRS_BY_TYPE: dict[str, Builder] = {
 }
 
 
-@pytest.fixture
-def busy(
+def make_busy(
     service: EscrowService, fake: RecordingFake, dispatcher: WebhookDispatcher
 ) -> EscrowService:
-    """A service with money of its own: a funded escrow, a ready payee, a release, a refund
-    and a dispute, so every look-up has something to find (none of it the foreign object)."""
     esc = funded(service, fake, dispatcher)
     ready_payee(service, fake, dispatcher)
     service.release(
@@ -130,6 +129,15 @@ def busy(
     deliver(fake, dispatcher)
     fake.fetched.clear()
     return service
+
+
+@pytest.fixture
+def busy(
+    service: EscrowService, fake: RecordingFake, dispatcher: WebhookDispatcher
+) -> EscrowService:
+    """A service with money of its own: a funded escrow, a ready payee, a release and a
+    refund, so every look-up has something to find (none of it the foreign object)."""
+    return make_busy(service, fake, dispatcher)
 
 
 def created(clock: ManualClock) -> int:
@@ -210,6 +218,34 @@ class TestObjectsThatAreNotOurs:
         with nothing_written(store, busy):
             assert busy.apply_event(event) is WebhookStatus.IGNORED
         assert fake.fetched == []
+
+
+@pytest.mark.postgres
+class TestOnPostgres:
+    @pytest.fixture
+    def pg_service(self, fake: RecordingFake, clock: ManualClock) -> Iterator[EscrowService]:
+        url = postgres_url_or_skip()
+        with fresh_schema(url) as schema, SqlAlchemyStore(url, schema=schema) as store:
+            store.migrate()
+            svc = EscrowService(store, fake, fee_bps=1000, namespace="test", clock=clock)
+            yield svc
+            assert svc.check_invariants() == []
+
+    def test_no_foreign_event_is_fetched_or_logged(
+        self, pg_service: EscrowService, fake: RecordingFake, clock: ManualClock
+    ) -> None:
+        dispatcher = WebhookDispatcher(pg_service, secrets=[SECRET])
+        make_busy(pg_service, fake, dispatcher)
+        for number, (event_type, (build, account)) in enumerate(sorted(FOREIGN.items())):
+            event_id = f"evt_1Pgc76B7WZ01zgkW{number:08d}"
+            event = so.event(
+                event_type, build(), account=account, created=created(clock), event_id=event_id
+            )
+            response = post(dispatcher, fake, event)
+            assert response.json() == {"status": "ignored", "event": event_id}, event_type
+            assert pg_service.webhook_event(event_id) is None, event_type
+        assert fake.fetched == []
+        assert pg_service.failed_events() == []
 
 
 class TestAnotherNamespace:
