@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bountyescrow.domain.gateway_objects import CreateTransfer, TransferSnapshot
-from bountyescrow.errors import IdempotencyKeyInUseError
+from bountyescrow.errors import GatewayUnavailableError, IdempotencyKeyInUseError
 from bountyescrow.testing import FakeGateway
 from bountyescrow.testing._fake_gateway import during_next_call
 
@@ -141,3 +141,16 @@ class TestKeyInUse:
         assert seen[1] == made  # once executed, the key replays the stored answer
         assert isinstance(made, TransferSnapshot)
         assert len(fake.movements) == 1
+
+    def test_a_failure_queued_while_the_call_waits_applies_to_it(self, fake: FakeGateway) -> None:
+        """``unavailable`` queued from inside the call: the request is lost, nothing stored."""
+        request = transfer_request(paid(fake), ready_account(fake))
+        during_next_call(fake, "transfer", lambda: fake.fail_next("transfer", "unavailable"))
+
+        with pytest.raises(GatewayUnavailableError) as caught:
+            fake.create_transfer(request, idempotency_key="k")
+
+        assert caught.value.code == "connection_error"
+        assert fake.movements == []
+        made = fake.create_transfer(request, idempotency_key="k")
+        assert [m.ref for m in fake.movements] == [made.ref]

@@ -1229,6 +1229,9 @@ class FakeGateway:
         """Take effect (or fail) and store the answer; return what hands it to the caller."""
         failures = self._failures[kind]
         mode = failures.popleft() if failures else None
+        if mode in _AT_ONCE:
+            # Queued while the call waited in a hook: it fails as it would have on arrival.
+            return _raising(self._failure_at_once(mode, key, request_id))
         try:
             self._refuse(kind, mode)
             answer = execute(mode)
