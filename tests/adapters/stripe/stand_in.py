@@ -12,7 +12,8 @@ does (https://docs.stripe.com/api/idempotent_requests):
 - rate-limited requests are not stored (Stripe never started executing them).
 
 Faults are injected with `fail_next` (server errors before or after the effect, timeouts
-before or after the effect, rate limits). Test helpers (`succeed`, `activate`,
+before or after the effect, rate limits, a 409 for a key another request still uses, a
+platform balance that does not cover the request). Test helpers (`succeed`, `activate`,
 `open_dispute`, `set_payee_balance`) play the parts of the payer, Stripe and the payee.
 """
 
@@ -33,7 +34,13 @@ import respx
 from . import builders
 
 Fault = Literal[
-    "server_error", "server_error_after_effect", "timeout", "timeout_after_effect", "rate_limit"
+    "server_error",
+    "server_error_after_effect",
+    "timeout",
+    "timeout_after_effect",
+    "rate_limit",
+    "key_in_use",
+    "balance_insufficient",
 ]
 Answer = tuple[int, dict[str, Any]]
 _EMBEDDED_REVERSALS = 10
@@ -219,8 +226,32 @@ class StripeStandIn:
             )
         if fault == "timeout":
             raise httpx.ReadTimeout("stand-in: no answer", request=request)
+        if fault == "key_in_use":
+            # Not stored: the request with the key that is still running will store its own.
+            return self._respond(
+                409,
+                builders.error(
+                    "idempotency_error",
+                    "There is currently another in-progress request using this idempotent key "
+                    "(that probably means you submitted twice, and the other request is still "
+                    f"going through): {key}. Please try again later.",
+                    code="idempotency_key_in_use",
+                ),
+                key,
+            )
         if fault == "server_error":
             status, body = 500, _server_error()
+        elif fault == "balance_insufficient":
+            status, body = (
+                400,
+                builders.error(
+                    "invalid_request_error",
+                    "You have insufficient available funds in your Stripe account. Try adding "
+                    "funds directly to your available balance by creating Charges using the "
+                    "4000000000000077 test card.",
+                    code="balance_insufficient",
+                ),
+            )
         else:
             status, body = self._dispatch(method, path, params)
             if fault == "server_error_after_effect":

@@ -41,7 +41,9 @@ from bountyescrow.errors import (
     GatewayError,
     GatewayRejectedError,
     GatewayUnavailableError,
+    IdempotencyKeyInUseError,
     IdempotencyMismatchError,
+    PlatformBalanceInsufficientError,
 )
 from bountyescrow.testing import InMemoryStore, ManualClock
 from tests.keys import new_key
@@ -641,6 +643,79 @@ class TestStripeErrorsThroughTheService:
         assert service.get_operation(op.id).status is PENDING
         assert stand_in.transfers == {}
         assert service.get(escrow.id).available == usd(15_000)
+
+    def test_a_key_still_in_use_stays_pending_briefly_without_an_alert(
+        self,
+        service: EscrowService,
+        stand_in: StripeStandIn,
+        clock: ManualClock,
+        spy: ErrorSpy,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Stripe's 409: not a bug, so no hourly back-off and no page; the same key again."""
+        escrow = funded(service, stand_in)
+        ready_payee(service, stand_in)
+        stand_in.fail_next("key_in_use")
+
+        with caplog.at_level(logging.WARNING, logger="bountyescrow"):
+            op = service.release(
+                escrow.id,
+                payee_id=HUNTER,
+                amount=usd(10_000),
+                actor=POSTER,
+                idempotency_key=new_key(),
+            )
+
+        (error,) = spy.errors
+        assert isinstance(error, IdempotencyKeyInUseError)
+        assert op.status is PENDING
+        assert op.next_attempt_at is not None
+        assert op.next_attempt_at <= clock.now() + timedelta(minutes=1)
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert stand_in.transfers == {}
+
+        clock.advance(LATER)
+        assert service.recover() == ONE_DONE
+        posts = sent(stand_in, "POST", "/v1/transfers")
+        assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
+        (transfer,) = stand_in.transfers.values()
+        assert service.get_operation(op.id).gateway_ref == transfer["id"]
+
+    def test_a_platform_balance_that_was_paid_out_keeps_the_release_owed_and_alerts(
+        self,
+        service: EscrowService,
+        stand_in: StripeStandIn,
+        clock: ManualClock,
+        spy: ErrorSpy,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """``balance_insufficient`` on a transfer is a reserve breach, not a failed release."""
+        escrow = funded(service, stand_in)
+        ready_payee(service, stand_in)
+        stand_in.fail_next("balance_insufficient")
+
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
+            op = service.release(
+                escrow.id,
+                payee_id=HUNTER,
+                amount=usd(10_000),
+                actor=POSTER,
+                idempotency_key=new_key(),
+            )
+
+        (error,) = spy.errors
+        assert isinstance(error, PlatformBalanceInsufficientError)
+        assert op.status is PENDING
+        alerts = [r for r in caplog.records if r.name == "bountyescrow.alerts"]
+        assert [getattr(r, "alert", None) for r in alerts] == ["reserve_breach"]
+        assert stand_in.transfers == {}
+        assert service.get(escrow.id).available == usd(15_000)  # still reserved
+
+        clock.advance(timedelta(hours=3))  # the balance was topped up meanwhile
+        assert service.recover() == ONE_DONE
+        (transfer,) = stand_in.transfers.values()
+        done = service.get_operation(op.id)
+        assert (done.status, done.gateway_ref) == (SUCCEEDED, transfer["id"])
 
     def test_refused_api_key_keeps_the_operation_pending_with_the_error(
         self,
