@@ -58,7 +58,7 @@ _OPERATION_COLUMNS = (
     "id, escrow_id, bounty_id, request_id, actor_id, payee_id, kind, status, currency, gross, "
     "fee, net, fixed_fee, reversed, shortfall, gateway_ref, gateway_status, request, generation, "
     "claimed_until, next_attempt_at, attempts, target_id, reason, correlation_id, error, "
-    "created_at, updated_at"
+    "created_at, updated_at, sent_at"
 )
 
 #: Statement texts: ``{table}`` names, ``:name`` parameters, ``{for_update}`` on PostgreSQL.
@@ -84,7 +84,7 @@ STATEMENTS: Mapping[str, str] = {
         f"INSERT INTO {{operations}} ({_OPERATION_COLUMNS}) VALUES (:id, :escrow_id, :bounty_id, "
         "NULL, :actor_id, :payee_id, :kind, 'pending', :currency, :gross, :fee, :net, :fixed_fee, "
         ":reversed, NULL, NULL, NULL, :request, 0, :claimed_until, NULL, 0, NULL, NULL, NULL, "
-        "NULL, :now, :now)"
+        "NULL, :now, :now, :now)"
     ),
     "insert_event": (
         "INSERT INTO {domain_events} (type, escrow_id, operation_id, data, created_at) "
@@ -397,7 +397,11 @@ class BaselineSide:
         w = self.workers[worker]
         escrow_id, funding_id, release_id = new_id("esc"), new_id("op"), new_id("op")
         group = f"escrow_{escrow_id}"
-        metadata = {"bounty_id": bounty_id, "bountyescrow_escrow_id": escrow_id}
+        metadata = {
+            "bounty_id": bounty_id,
+            "bountyescrow_escrow_id": escrow_id,
+            "bountyescrow_namespace": "bench",
+        }
         open_key, release_key = f"open:{bounty_id}", f"release:{bounty_id}"
 
         # 1. open_escrow, step 1: escrow, funding operation, event, audit, idempotency record.
