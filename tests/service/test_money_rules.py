@@ -380,6 +380,33 @@ class TestSecondGatewayObject:
         assert (after.held, after.refunded) == (usd(7_000), usd(3_000))
         assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
 
+    def test_a_transfer_for_a_cancelled_release_raises_an_alert_and_books_nothing(
+        self, service: EscrowService, fake: FakeGateway, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        esc = funded(service, fake, 10_000)
+        payee = service.register_payee(HUNTER, country="US")
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
+        )
+        service.cancel_operation(op.id, actor=POSTER)
+        fake.complete_onboarding(payee.account_ref)
+        assert isinstance(op.request, CreateTransfer)
+        transfer = fake.create_transfer(op.request, idempotency_key="sent-anyway")
+        before = service.get(esc.id)
+        with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
+            fake.deliver(service)
+        (record,) = [
+            r
+            for r in caplog.records
+            if r.__dict__.get("alert") == "gateway_object_for_closed_operation"
+        ]
+        assert (record.__dict__["operation_id"], record.__dict__["other_gateway_ref"]) == (
+            op.id,
+            transfer.ref,
+        )
+        assert service.get(esc.id) == before
+        assert service.get_operation(op.id).status is OperationStatus.CANCELLED
+
 
 class TestThreeDecimalCurrency:
     def test_a_release_in_kwd_sends_an_amount_stripe_accepts(

@@ -223,6 +223,20 @@ class EventApplier(ServiceCore):
         release = uow.operations.get(release.id) or release
         if self._second_object(release, transfer.ref, "transfer"):
             return
+        if release.status in (OperationStatus.FAILED, OperationStatus.CANCELLED):
+            # A transfer exists, so money moved for a release the books say never sent any.
+            alert(
+                "gateway_object_for_closed_operation",
+                "transfer %s names release %s of escrow %s, which is %s",
+                transfer.ref,
+                release.id,
+                release.escrow_id,
+                release.status.value,
+                escrow_id=release.escrow_id,
+                operation_id=release.id,
+                other_gateway_ref=transfer.ref,
+            )
+            return
         if release.status.open:
             escrow = self._apply_outcome(
                 uow,
