@@ -42,6 +42,16 @@ def gateway_totals(fake: FakeGateway) -> dict[str, int]:
     return totals
 
 
+def assert_books_match_the_gateway(
+    service: EscrowService, fake: FakeGateway, escrow_id: str
+) -> None:
+    """The escrow's refunded and paid-out amounts are what the fake really moved."""
+    escrow = service.get(escrow_id)
+    moved = gateway_totals(fake)
+    assert escrow.refunded.amount == moved["refund"]
+    assert (escrow.released - escrow.fees).amount == moved["transfer"] - moved["reversal"]
+
+
 def pay_with_refund_events_first(
     service: EscrowService, fake: FakeGateway, esc: Escrow, deliver: object
 ) -> None:
@@ -88,6 +98,7 @@ class TestOutsideRefundBeforeFunding:
                 esc.id, payee_id=HUNTER, amount=usd(9_000), actor=POSTER, idempotency_key=new_key()
             )
         assert gateway_totals(fake) == {"transfer": 0, "refund": 10_000, "reversal": 0}
+        assert_books_match_the_gateway(service, fake, esc.id)
 
 
 class TestOutsideRefundWhileOwnRefundInFlight:
@@ -117,6 +128,7 @@ class TestOutsideRefundWhileOwnRefundInFlight:
         with pytest.raises(errors.InsufficientFundsError):
             service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
         assert gateway_totals(fake) == {"transfer": 0, "refund": 10_000, "reversal": 0}
+        assert_books_match_the_gateway(service, fake, esc.id)
 
 
 class TestChargebackWhileAReleaseWaits:
@@ -182,6 +194,7 @@ class TestChargebackWhileAReleaseWaits:
         assert (lost.held, lost.available, lost.shortfall) == (usd(0), usd(0), usd(0))
         assert service.get_operation(op_id).status is OperationStatus.FAILED
         assert gateway_totals(fake)["transfer"] == 0
+        assert_books_match_the_gateway(service, fake, esc.id)
 
     def test_a_won_dispute_gives_the_money_back_to_release_again(
         self, service: EscrowService, fake: FakeGateway
@@ -250,6 +263,8 @@ class TestDebtIsSettledFirst:
         service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
         after = service.get(esc.id)
         assert (after.held, after.available, after.shortfall) == (usd(0), usd(0), usd(0))
+        assert_books_match_the_gateway(service, fake, esc.id)
+        assert fake.balance(service.get_payee(HUNTER).account_ref) == usd(0)
 
 
 class TestFrozenSendsNothing:
