@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bountyescrow import Actor, EscrowService, Money, OperationStatus
+from bountyescrow.adapters.sqlalchemy import HEAD
 from bountyescrow.cli import ServiceFactory, main
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from bountyescrow.testing.contracts._postgres import (
@@ -60,9 +61,9 @@ class TestDatabaseCommands:
         assert main(["db", "current", "--url", url]) == 0
         assert capsys.readouterr().out.strip() == "no revision applied"
         assert main(["db", "upgrade", "--url", url]) == 0
-        assert "to revision 0001" in capsys.readouterr().out
+        assert f"to revision {HEAD}" in capsys.readouterr().out
         assert main(["db", "current", "--url", url]) == 0
-        assert capsys.readouterr().out.strip() == "0001"
+        assert capsys.readouterr().out.strip() == HEAD
 
     def test_prune_reports_what_it_removed(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
