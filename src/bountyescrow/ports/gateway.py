@@ -108,12 +108,14 @@ class PaymentGateway(Protocol):
     def max_call_duration(self) -> timedelta:
         """The longest one call can take, the client's own retries and back-off included.
 
-        An upper bound plus a margin: by then the caller has its answer or its error, and the
-        client sends nothing more for that call. The service's lease on an operation
-        (``EscrowSettings.lease``) must be at least this long, or `recover()` could send again
-        while a first call is still in flight. A look-up (``find_*``) that pages through a list
-        may take this long per page. Gateways written before this property existed lack it;
-        the service then assumes a conservative value.
+        An upper bound plus a margin: by then the request that may move money has its answer
+        or its error, and the client sends nothing more for it. The service's lease on an
+        operation (``EscrowSettings.lease``) must be at least this long, or `recover()` could
+        send again while a first call is still in flight. A call that reads more after that
+        request (a look-up paging through a long list, a transfer whose reversals fill more
+        than one page) may take longer, harmlessly: a resend with the same key replays.
+        Gateways written before this property existed lack it; the service then assumes a
+        conservative value.
         """
         ...
 
