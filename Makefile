@@ -56,12 +56,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
 
 # The long deterministic simulation checked by the money oracle (docs/verification.md):
-# 50 seeds x 2,000 steps. Exits non-zero on any violation, printing the seed to replay.
+# 100 seeds x 1,000 steps. Exits non-zero on any violation, printing the seed to replay.
 # Extra arguments: `make soak SOAK_ARGS="--seeds 5 --store sqlite"`.
 SOAK_ARGS ?=
 .PHONY: soak
 soak: $(STAMP)
-	PYTHONHASHSEED=0 $(BIN)/python -m tests.simulation --seeds 50 --steps 2000 $(SOAK_ARGS)
+	PYTHONHASHSEED=0 $(BIN)/python -m tests.simulation --seeds 100 --steps 1000 $(SOAK_ARGS)
 
 # --- cleaning -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -56,10 +57,10 @@ def store_factory(kind: str) -> Iterator[Callable[[], EscrowStore]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulation", description=__doc__)
-    parser.add_argument("--seeds", type=int, default=50, help="how many seeds (default 50)")
+    parser.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--seed", type=int, help="run this one seed only")
-    parser.add_argument("--steps", type=int, default=2000, help="steps per seed (default 2000)")
+    parser.add_argument("--steps", type=int, default=1000, help="steps per seed (default 1000)")
     parser.add_argument("--store", choices=["memory", "sqlite", "postgres"], default="memory")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at a violation")
     args = parser.parse_args(argv)
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.keep_going:
                     break
     elapsed = time.perf_counter() - started
+    moved: Counter[str] = Counter()
+    for outcome in outcomes:
+        moved.update(outcome.moved)
+    print("at the gateway: " + ", ".join(f"{n} {what}" for what, n in sorted(moved.items())))
     steps = sum(o.steps for o in outcomes)
     violations = sum(len(o.violations) for o in outcomes)
     failed = [o.seed for o in outcomes if not o.ok]

@@ -35,6 +35,7 @@ import attrs
 from bountyescrow import (
     Actor,
     EscrowService,
+    EscrowSettings,
     FeeSchedule,
     Money,
     OperationKind,
@@ -55,7 +56,9 @@ from tests.service.crashing import Crash, CrashingStore
 
 ADMIN = Actor("admin", roles={"admin"})
 POSTERS = [Actor(f"poster-{n}") for n in range(4)]
-CURRENCY = "usd"
+#: Most seeds run in dollars; some in a three-decimal currency (amounts Stripe moves are
+#: multiples of 10) or a zero-decimal one.
+CURRENCIES = ["usd", "usd", "usd", "eur", "kwd", "jpy"]
 
 TRANSFER_FAILURES = [
     "unavailable",
@@ -118,6 +121,8 @@ class Outcome:
     violations: list[Violation]
     trace: list[str]
     counts: dict[str, int]
+    #: What the run made happen at the gateway: escrows, transfers, refunds, reversals...
+    moved: dict[str, int] = attrs.Factory(dict)
 
     @property
     def ok(self) -> bool:
@@ -150,13 +155,15 @@ class Simulation:
         self.clock = ManualClock()
         self.fake = FakeGateway(webhook_secret="whsec_sim", clock=self.clock)
         self.store = CrashingStore(make_store())
-        fixed = Money(self.rng.choice([0, 0, 50, 300]), CURRENCY)
+        self.currency = self.rng.choice(CURRENCIES)
+        fixed = Money(self.rng.choice([0, 0, 50, 300]), self.currency)
         self.service = EscrowService(
             self.store,
             self.fake,
             fees=FeeSchedule(self.rng.choice([0, 500, 1000, 1250]), fixed if fixed else None),
             namespace="sim",
             clock=self.clock,
+            settings=EscrowSettings(settlement_currencies=frozenset({self.currency})),
         )
         self.lease: timedelta = getattr(self.service, "lease", timedelta(seconds=60))
         self.settle_every = settle_every
@@ -200,7 +207,15 @@ class Simulation:
             violations=self.violations,
             trace=list(self.trace),
             counts=dict(sorted(self.counts.items())),
+            moved=self._moved(),
         )
+
+    def _moved(self) -> dict[str, int]:
+        moved = {"escrows": len(self.escrows), "currency " + self.currency: 1}
+        for movement in self.fake.movements:
+            key = f"{movement.kind}s" + ("" if movement.operation_id else " outside")
+            moved[key] = moved.get(key, 0) + 1
+        return moved
 
     def _setup(self) -> None:
         for n in range(5):
@@ -299,7 +314,13 @@ class Simulation:
         top = max(esc.available.amount, 1)
         if self.rng.random() < 0.1:
             top = esc.amount.amount + 1000  # more than is available: refused
-        return Money(self.rng.randint(1, top), CURRENCY)
+        return self._money(self.rng.randint(1, top))
+
+    def _money(self, amount: int) -> Money:
+        """`amount` in the run's currency; mostly what Stripe moves (a multiple of 10 in KWD)."""
+        if self.currency == "kwd" and self.rng.random() < 0.9:
+            amount = max(10, amount - amount % 10)
+        return Money(amount, self.currency)
 
     def _new_key(self) -> str:
         return f"sim-{self.seed}-{self.step_no}-{self.rng.randrange(10**9)}"
@@ -363,7 +384,7 @@ class Simulation:
         esc = self.service.open_escrow(
             bounty_id=bounty,
             poster_id=poster.id,
-            amount=Money(amount, CURRENCY),
+            amount=Money(amount, self.currency),
             actor=poster,
             idempotency_key=self._new_key(),
         )
@@ -379,7 +400,7 @@ class Simulation:
             self._log(f"  pay_again {esc.id}")
             self.fake.pay_again(esc.payment_ref)
             return
-        self.fake.pay(esc.payment_ref, Money(esc.amount.amount + extra, CURRENCY))
+        self.fake.pay(esc.payment_ref, Money(esc.amount.amount + extra, self.currency))
 
     def do_decline(self) -> None:
         esc = self._escrow()
@@ -447,7 +468,7 @@ class Simulation:
         release = self.rng.choice(releases)
         amount = None
         if self.rng.random() < 0.5:
-            amount = Money(self.rng.randint(1, max(release.net.amount, 1)), CURRENCY)
+            amount = self._money(self.rng.randint(1, max(release.net.amount, 1)))
         self._log(f"reverse {release.id} of {esc.id} {amount}")
         self._maybe_fail("reversal", REVERSAL_FAILURES)
         self._maybe_crash(0.08)
@@ -476,7 +497,7 @@ class Simulation:
         action, key, kwargs = self.rng.choice(self.keys)
         kwargs = dict(kwargs)
         if self.rng.random() < 0.2 and kwargs.get("amount") is not None:
-            kwargs["amount"] = Money(kwargs["amount"].amount + 1, CURRENCY)
+            kwargs["amount"] = Money(kwargs["amount"].amount + 1, self.currency)
         self._log(f"retry {action} with key {key} {kwargs}")
         getattr(self.service, action)(idempotency_key=key, **kwargs)
 
@@ -571,7 +592,7 @@ class Simulation:
             self._deliver_all()
         elif what == "refund_outside" and esc.payment_ref and esc.funded:
             self.fake.refund_outside(
-                esc.payment_ref, Money(self.rng.randint(1, esc.amount.amount), CURRENCY)
+                esc.payment_ref, self._money(self.rng.randint(1, esc.amount.amount))
             )
             self._deliver_all()
         elif what == "dispute" and esc.payment_ref and esc.funded:
@@ -598,7 +619,7 @@ class Simulation:
         esc = self._funded_escrow()
         if esc is None or esc.payment_ref is None:
             return
-        amount = None if self.rng.random() < 0.3 else Money(self.rng.randint(1, 8000), CURRENCY)
+        amount = None if self.rng.random() < 0.3 else self._money(self.rng.randint(1, 8000))
         self._log(f"Dashboard refund {esc.id} {amount}")
         self.fake.refund_outside(esc.payment_ref, amount)
 
@@ -610,7 +631,7 @@ class Simulation:
         if not releases:
             return
         release = self.rng.choice(releases)
-        amount = None if self.rng.random() < 0.5 else Money(self.rng.randint(1, 3000), CURRENCY)
+        amount = None if self.rng.random() < 0.5 else self._money(self.rng.randint(1, 3000))
         self._log(f"Dashboard reversal of {release.gateway_ref} ({release.id}) {amount}")
         self.fake.reverse_outside(release.gateway_ref, amount)
 
@@ -621,7 +642,7 @@ class Simulation:
         inquiry = self.rng.random() < 0.3
         amount = None
         if self.rng.random() < 0.3:
-            amount = Money(self.rng.randint(1, esc.amount.amount), CURRENCY)
+            amount = self._money(self.rng.randint(1, esc.amount.amount))
         self._log(f"dispute {esc.id} inquiry={inquiry} {amount}")
         self.fake.open_dispute(esc.payment_ref, amount, inquiry=inquiry)
 
@@ -648,10 +669,10 @@ class Simulation:
     def do_payout(self) -> None:
         """A payee pays out: later reversals may find too little on the account."""
         payee = self.service.get_payee(self.rng.choice(self.payees))
-        balance = self.fake.balance(payee.account_ref, CURRENCY)
+        balance = self.fake.balance(payee.account_ref, self.currency)
         if balance.amount <= 0:
             return
-        amount = Money(self.rng.randint(1, balance.amount), CURRENCY)
+        amount = Money(self.rng.randint(1, balance.amount), self.currency)
         self._log(f"payout {amount} from {payee.account_ref}")
         self.fake.payout(payee.account_ref, amount)
 
