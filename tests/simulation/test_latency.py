@@ -222,3 +222,29 @@ class TestSlowRefund:
 
         assert settle(service, fake, clock) == []
         assert [m.kind for m in fake.movements] == ["refund"]
+
+    def test_a_stale_refusal_does_not_fail_a_refund_a_newer_generation_made(
+        self, service: EscrowService, fake: FakeGateway, clock: ManualClock, escrow: Escrow
+    ) -> None:
+        """Generation 0 is declined, but its answer arrives after recovery sent generation 1,
+        whose refund is pending at the gateway: the stale refusal must not fail the operation
+        (the refund then succeeds and the money is gone while the books say it is held).
+
+        Found by the simulation (seed 1, step 465).
+        """
+
+        def meanwhile() -> None:
+            clock.advance(KEY_WINDOW + timedelta(hours=1))
+            service.recover()  # looks the refund up, finds none, sends generation 1
+
+        fake.hold_refunds(True)
+        fake.fail_next("refund", "declined")
+        during_next_call(fake, "refund", meanwhile, when="after")
+        op = service.refund(escrow.id, amount=usd(4_000), actor=ADMIN, idempotency_key=new_key())
+        fake.hold_refunds(False)
+        for movement in fake.movements:
+            if movement.status == "pending":
+                fake.settle_refund(movement.ref)
+
+        assert settle(service, fake, clock) == []
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
