@@ -2,12 +2,18 @@
 
 `InMemoryStore` keeps state in memory; `FakeGateway` behaves like Stripe where it matters
 (idempotency keys, payments, transfers, refunds, reversals, disputes, webhooks) and can
-inject failures; `ManualClock` is a clock tests move by hand. `books_agree` checks a service's
-books against what really moved at a `FakeGateway` (`GatewayBooks`): the money oracle.
+inject failures; `ManualClock` is a clock tests move by hand; `during_next_call` runs code
+while a gateway call is in flight. `books_agree` checks a service's books against what really
+moved at a `FakeGateway` (`GatewayBooks`): the money oracle.
 """
 
 from bountyescrow.testing._clock import ManualClock
-from bountyescrow.testing._fake_gateway import FakeControlError, FakeGateway, Movement
+from bountyescrow.testing._fake_gateway import (
+    FakeControlError,
+    FakeGateway,
+    Movement,
+    during_next_call,
+)
 from bountyescrow.testing._memory_store import InMemoryStore
 from bountyescrow.testing._oracle import EscrowMoney, GatewayBooks, GatewayMovement, books_agree
 
@@ -21,4 +27,5 @@ __all__ = [
     "ManualClock",
     "Movement",
     "books_agree",
+    "during_next_call",
 ]
