@@ -245,6 +245,23 @@ class TestFrozen:
         assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
         assert transfers(fake) == [usd(9_000)]
 
+    def test_a_release_held_back_by_a_fraud_warning_goes_out_when_an_admin_clears_it(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        esc = funded(service, fake)
+        payee = service.register_payee(HUNTER, country="US")
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
+        assert esc.payment_ref is not None
+        fake.early_fraud_warning(esc.payment_ref)
+        fake.complete_onboarding(payee.account_ref)
+        fake.deliver(service)
+        assert service.get_operation(op.id).status is OperationStatus.AWAITING_PAYEE
+        service.clear_fraud_warning(esc.id, actor=ADMIN)
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        assert transfers(fake) == [usd(9_000)]
+
 
 class TestWaitingReleases:
     def test_the_backstop_is_not_starved_by_releases_whose_payee_is_not_ready(

@@ -617,4 +617,16 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         if isinstance(result, Denied):
             raise result.error
         self._publish(committed)
-        return result
+        if result.frozen:
+            return result
+        # Releases that waited for the escrow to unfreeze (their payee ready) go out now.
+        waiting = self._read(
+            lambda uow: [
+                op.id
+                for op in uow.operations.for_escrow(escrow_id)
+                if op.status is OperationStatus.AWAITING_PAYEE
+            ]
+        )
+        for op_id in waiting:
+            self._send_ready_release(op_id)
+        return self.get(escrow_id) if waiting else result
