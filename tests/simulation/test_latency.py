@@ -223,22 +223,38 @@ class TestSlowRefund:
         assert settle(service, fake, clock) == []
         assert [m.kind for m in fake.movements] == ["refund"]
 
-    def test_a_stale_refusal_does_not_fail_a_refund_a_newer_generation_made(
-        self, service: EscrowService, fake: FakeGateway, clock: ManualClock, escrow: Escrow
+    @pytest.mark.parametrize(
+        ("refusal", "jump"),
+        [
+            # Not stored under the key: recovery's resend with the same key succeeds.
+            ("insufficient_balance", timedelta(seconds=61)),
+            # Stored and replayed: recovery waits out the key window, then a new generation.
+            ("declined", KEY_WINDOW + timedelta(hours=1)),
+        ],
+    )
+    def test_a_stale_refusal_does_not_fail_a_refund_recovery_made(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        clock: ManualClock,
+        escrow: Escrow,
+        refusal: str,
+        jump: timedelta,
     ) -> None:
-        """Generation 0 is declined, but its answer arrives after recovery sent generation 1,
-        whose refund is pending at the gateway: the stale refusal must not fail the operation
-        (the refund then succeeds and the money is gone while the books say it is held).
+        """The first call is refused, but its answer is recorded only after recovery resent
+        the refund, which the gateway now has pending: the stale refusal must not fail the
+        operation (the refund then succeeds, and the books would still show the money held).
 
-        Found by the simulation (seed 1, step 465).
+        Found by the simulation (seed 32, step 213; seed 1, step 465). It needs a caller
+        paused longer than its lease between the gateway's answer and step 3.
         """
 
         def meanwhile() -> None:
-            clock.advance(KEY_WINDOW + timedelta(hours=1))
-            service.recover()  # looks the refund up, finds none, sends generation 1
+            clock.advance(jump)
+            service.recover()
 
         fake.hold_refunds(True)
-        fake.fail_next("refund", "declined")
+        fake.fail_next("refund", refusal)  # type: ignore[arg-type]
         during_next_call(fake, "refund", meanwhile, when="after")
         op = service.refund(escrow.id, amount=usd(4_000), actor=ADMIN, idempotency_key=new_key())
         fake.hold_refunds(False)

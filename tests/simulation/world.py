@@ -27,7 +27,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import attrs
@@ -176,6 +176,8 @@ class Simulation:
         self.payees: list[str] = []
         self.late: list[GatewayEvent] = []
         self.keys: list[tuple[str, str, dict[str, Any]]] = []  # (action, key, kwargs)
+        #: Keys whose first call returned an operation, and when.
+        self.answered: dict[str, datetime] = {}
         self.bounties = 0
 
     # --- running --------------------------------------------------------------------------
@@ -330,7 +332,9 @@ class Simulation:
         key = self._new_key()
         self.keys.append((action, key, kwargs))
         del self.keys[:-30]
-        return getattr(self.service, action)(idempotency_key=key, **kwargs)
+        result = getattr(self.service, action)(idempotency_key=key, **kwargs)
+        self.answered[key] = self.clock.now()  # step 1 committed: a retry must not act again
+        return result
 
     def _maybe_fail(self, kind: str, modes: list[str], chance: float = 0.2) -> None:
         if self.rng.random() < chance:
@@ -499,7 +503,27 @@ class Simulation:
         if self.rng.random() < 0.2 and kwargs.get("amount") is not None:
             kwargs["amount"] = Money(kwargs["amount"].amount + 1, self.currency)
         self._log(f"retry {action} with key {key} {kwargs}")
-        getattr(self.service, action)(idempotency_key=key, **kwargs)
+        escrow_id = kwargs["escrow_id"]
+        before = {op.id for op in self.service.operations(escrow_id)}
+        moved = len(self.fake.movements)
+        try:
+            getattr(self.service, action)(idempotency_key=key, **kwargs)
+        finally:
+            first = self.answered.get(key)
+            ttl = self.service.settings.idempotency_ttl
+            if first is not None and self.clock.now() - first < ttl - timedelta(minutes=1):
+                # The first call's answer is stored: the retry replays it (or resumes its
+                # operation), refuses other parameters, or says it is in progress; it never
+                # starts anything new (a reversal included) before checking the key.
+                new = [op for op in self.service.operations(escrow_id) if op.id not in before]
+                fresh = {op.id for op in new}
+                late = [m for m in self.fake.movements[moved:] if m.operation_id in fresh]
+                if new or late:
+                    self._violation(
+                        "idempotency",
+                        f"retry of {action} with key {key} started "
+                        f"{[(op.kind.value, op.id, op.status.value) for op in new]}",
+                    )
 
     def do_register(self) -> None:
         payee_id = f"hunter-{len(self.payees)}"
