@@ -9,6 +9,7 @@ from bountyescrow.domain.gateway_objects import (
     META_ESCROW,
     META_NAMESPACE,
     META_OPERATION,
+    CreatePayment,
     CreateTransfer,
 )
 from bountyescrow.testing import (
@@ -206,3 +207,15 @@ class TestDisagreement:
         fake.create_transfer(transfer, idempotency_key="theirs")
 
         assert books_agree(service, fake) == []
+
+    def test_reports_gateway_objects_of_an_escrow_the_books_lack(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        payment = CreatePayment(
+            amount=usd(1_000), transfer_group="escrow_ghost", metadata={META_ESCROW: "ghost"}
+        )
+        fake.pay(fake.create_payment(payment, idempotency_key="ghost").ref)
+
+        assert "ghost: the gateway has objects of it, the books no escrow" in books_agree(
+            service, fake
+        )

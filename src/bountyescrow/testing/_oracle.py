@@ -28,6 +28,7 @@ from bountyescrow.domain.gateway_objects import (
     META_PAYEE,
 )
 from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.errors import EscrowNotFoundError
 
 if TYPE_CHECKING:
     from bountyescrow.service import EscrowService
@@ -346,7 +347,11 @@ class _Comparison:
 
     def _escrow(self, escrow_id: str) -> None:
         service = self.service
-        escrow = service.get(escrow_id)
+        try:
+            escrow = service.get(escrow_id)
+        except EscrowNotFoundError:
+            self.problems.append(f"{escrow_id}: the gateway has objects of it, the books no escrow")
+            return
         ops = service.operations(escrow_id)
         entries = service.ledger(escrow_id)
         self.operations.update((op.id, op) for op in ops)
