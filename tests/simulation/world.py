@@ -22,6 +22,7 @@ The same seed replays the same run: ``python -m tests.simulation --seed N --step
 from __future__ import annotations
 
 import random
+import sys
 import time
 import traceback
 from collections import deque
@@ -42,7 +43,7 @@ from bountyescrow import (
     OperationStatus,
     errors,
 )
-from bountyescrow.domain.gateway_objects import GatewayEvent
+from bountyescrow.domain.gateway_objects import META_OPERATION, GatewayEvent
 from bountyescrow.ports.store import EscrowStore
 from bountyescrow.testing import (
     FakeControlError,
@@ -273,6 +274,7 @@ class Simulation:
         "deliver": 10,
         "deliver_some": 6,
         "deliver_late": 3,
+        "lose_events": 2,
         "crash": 4,
         "recover": 5,
         "time_passes": 4,
@@ -332,8 +334,9 @@ class Simulation:
         key = self._new_key()
         self.keys.append((action, key, kwargs))
         del self.keys[:-30]
+        started = self.clock.now()  # the key's record is as old as step 1, before any jump
         result = getattr(self.service, action)(idempotency_key=key, **kwargs)
-        self.answered[key] = self.clock.now()  # step 1 committed: a retry must not act again
+        self.answered[key] = started  # step 1 committed: a retry must not act again
         return result
 
     def _maybe_fail(self, kind: str, modes: list[str], chance: float = 0.2) -> None:
@@ -741,6 +744,29 @@ class Simulation:
         self._log(f"deliver {len(late)} late events")
         self._apply(late)
 
+    def do_lose_events(self) -> None:
+        """Lose for good the events that report the library's own transfers and refunds made.
+
+        The library must not need them: the call's answer and `recover()` (which looks
+        transfers up and polls pending refunds) tell it the same. Every other event is only
+        late: what Stripe alone knows (a Dashboard refund, a dispute, a refund that fails
+        after it succeeded) reaches the books through events, which Stripe retries for days.
+        """
+        events = self._take_events()
+        kept = []
+        for event in events:
+            metadata = getattr(event.object, "metadata", None) or {}
+            status = getattr(event.object, "status", None)
+            if (
+                META_OPERATION in metadata
+                and event.type in ("transfer.created", "refund.created", "refund.updated")
+                and status not in ("failed", "canceled")
+            ):
+                continue
+            kept.append(event)
+        self._log(f"lose {len(events) - len(kept)} of {len(events)} events, the rest late")
+        self.late += kept
+
     def do_crash(self) -> None:
         """The process dies inside a release or refund, at a chosen commit."""
         self._log("crash during the next command")
@@ -835,17 +861,23 @@ def _deterministic_ids(seed: int) -> Iterator[None]:
     seeded choice picks. (Set iteration order also depends on ``PYTHONHASHSEED``, which
     ``make soak`` fixes.)
     """
-    from bountyescrow.service import _core
+    import bountyescrow.service  # noqa: F401  (loads the modules searched below)
 
-    original = getattr(_core, "secrets", None)
-    if original is None:  # the ids are made some other way now: runs are merely seeded
-        yield
-        return
-    _core.secrets = _Ids(seed)  # type: ignore[assignment]
+    modules = [
+        module
+        for name, module in sorted(sys.modules.items())
+        if name.startswith("bountyescrow.")
+        and getattr(getattr(module, "new_id", None), "__module__", None) == name
+        and hasattr(module, "secrets")
+    ]
+    originals = [module.secrets for module in modules]
+    for module in modules:  # none found: ids are made some other way, runs merely seeded
+        module.secrets = _Ids(seed)
     try:
         yield
     finally:
-        _core.secrets = original
+        for module, original in zip(modules, originals, strict=True):
+            module.secrets = original
 
 
 def _describe(exc: BaseException) -> str:
