@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, RowMapping
 
 from bountyescrow.adapters.sqlalchemy import _mapping as m
+from bountyescrow.adapters.sqlalchemy import _migrate
 from bountyescrow.adapters.sqlalchemy._engine import (
     PreparedEngine,
     adopt_engine,
@@ -689,15 +690,11 @@ class SqlAlchemyStore:
 
     def migrate(self) -> None:
         """Create or upgrade our tables to the newest migration (safe to run concurrently)."""
-        from bountyescrow.adapters.sqlalchemy._migrate import upgrade_engine
-
-        upgrade_engine(self)
+        _migrate.upgrade_engine(self._prepared, self.tables, schema=self.schema)
 
     def current_revision(self) -> str | None:
         """The applied migration revision, or None before the first `migrate()`."""
-        from bountyescrow.adapters.sqlalchemy._migrate import current_revision
-
-        return current_revision(self)
+        return _migrate.current_revision(self.engine, self.tables)
 
     def dispose(self) -> None:
         """Close the pooled connections of an engine the store created (a host's is left)."""
