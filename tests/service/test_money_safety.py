@@ -284,7 +284,7 @@ class TestWaitingReleases:
         )
         fake.complete_onboarding(quick.account_ref)
         # The readiness is recorded, then the process dies before it sends the release.
-        monkeypatch.setattr(service, "_send_ready_release", lambda op_id: None)
+        monkeypatch.setattr(service._driver, "send_ready_release", lambda op_id: None)
         fake.deliver(service)
         monkeypatch.undo()
         assert service.get_payee(HUNTER).ready

@@ -31,7 +31,7 @@ from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.domain.transitions import GATEWAY_ACTOR, Outcome
 from bountyescrow.errors import EventNotReadyError
 from bountyescrow.ports.store import UnitOfWork
-from bountyescrow.service._core import ServiceCore, log, new_id, stored_escrow
+from bountyescrow.service._context import ServiceContext, log, new_id, stored_escrow
 
 
 @attrs.define
@@ -54,10 +54,13 @@ class Applied:
     escrow: Escrow | None = None
 
 
-class EventApplier(ServiceCore):
-    """Turns gateway objects into transitions inside a unit of work."""
+class EventApplier:
+    """Turns gateway objects into transitions inside the caller's unit of work."""
 
-    def _apply_outcome(
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def apply_outcome(
         self,
         uow: UnitOfWork,
         applied: Applied,
@@ -80,7 +83,7 @@ class EventApplier(ServiceCore):
                 outcome, operations=tuple(map(applied.end_call, outcome.operations))
             )
         applied.status = WebhookStatus.PROCESSED
-        applied.events += self._persist(
+        applied.events += self.ctx.persist(
             uow,
             outcome,
             before=before,
@@ -102,26 +105,26 @@ class EventApplier(ServiceCore):
         ]
         return applied.escrow
 
-    def _lock_escrow(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
+    def lock_escrow(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
         escrow = uow.escrows.get(escrow_id, for_update=True)
         if escrow is None:
             # Our metadata names it, so the commit that creates it is still under way.
             raise EventNotReadyError(f"escrow {escrow_id} is not committed yet")
         return escrow
 
-    def _escrow_of_payment(self, uow: UnitOfWork, payment_ref: str | None) -> Escrow | None:
+    def escrow_of_payment(self, uow: UnitOfWork, payment_ref: str | None) -> Escrow | None:
         if payment_ref is None:
             return None
         funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, payment_ref)
         if funding is None:
             return None
-        return self._lock_escrow(uow, funding.escrow_id)
+        return self.lock_escrow(uow, funding.escrow_id)
 
     def apply_object(self, uow: UnitOfWork, obj: GatewayObject) -> Applied:
         """Apply one gateway object inside `uow`."""
         applied = Applied()
         if isinstance(obj, PaymentSnapshot):
-            self._payment(uow, obj, applied)
+            self.apply_payment(uow, obj, applied)
         elif isinstance(obj, TransferSnapshot):
             self._transfer(uow, obj, applied)
         elif isinstance(obj, RefundSnapshot):
@@ -131,9 +134,9 @@ class EventApplier(ServiceCore):
         elif isinstance(obj, AccountSnapshot):
             self._account(uow, obj, applied)
         elif isinstance(obj, FraudWarningSnapshot):
-            escrow = self._escrow_of_payment(uow, obj.payment_ref)
+            escrow = self.escrow_of_payment(uow, obj.payment_ref)
             if escrow is not None:
-                self._apply_outcome(
+                self.apply_outcome(
                     uow, applied, escrow, tr.apply_fraud_warning(escrow, obj.ref), "fraud_warning"
                 )
         elif isinstance(obj, PayoutSnapshot):
@@ -141,7 +144,7 @@ class EventApplier(ServiceCore):
         elif isinstance(obj, ReversalSnapshot):
             release = uow.operations.by_gateway_ref(OperationKind.RELEASE, obj.transfer_ref)
             if release is not None:
-                escrow = self._lock_escrow(uow, release.escrow_id)
+                escrow = self.lock_escrow(uow, release.escrow_id)
                 self._reversal(uow, escrow, release, obj, applied)
         return applied
 
@@ -172,11 +175,11 @@ class EventApplier(ServiceCore):
 
     # --- handlers -----------------------------------------------------------------------------
 
-    def _payment(self, uow: UnitOfWork, payment: PaymentSnapshot, applied: Applied) -> None:
+    def apply_payment(self, uow: UnitOfWork, payment: PaymentSnapshot, applied: Applied) -> None:
         escrow_id, op_id = tr.metadata_of(payment.metadata)
         if escrow_id is None:
             return
-        escrow = self._lock_escrow(uow, escrow_id)
+        escrow = self.lock_escrow(uow, escrow_id)
         funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, payment.ref)
         if funding is None and op_id is not None:
             candidate = uow.operations.get(op_id)
@@ -187,11 +190,11 @@ class EventApplier(ServiceCore):
                 and escrow.payment_ref is None
             ):
                 # The webhook overtook the call's own record step: record it here.
-                escrow = self._apply_outcome(
+                escrow = self.apply_outcome(
                     uow,
                     applied,
                     escrow,
-                    tr.record_payment_created(escrow, candidate, payment, now=self.now()),
+                    tr.record_payment_created(escrow, candidate, payment, now=self.ctx.now()),
                     "payment_created",
                 )
                 funding = uow.operations.get(op_id)
@@ -202,9 +205,9 @@ class EventApplier(ServiceCore):
             return minted[-1]
 
         outcome = tr.apply_payment(
-            escrow, funding, payment, now=self.now(), new_id=mint, namespace=self.namespace
+            escrow, funding, payment, now=self.ctx.now(), new_id=mint, namespace=self.ctx.namespace
         )
-        self._apply_outcome(
+        self.apply_outcome(
             uow, applied, escrow, outcome, f"payment_{payment.status}", new_operations=minted
         )
 
@@ -217,7 +220,7 @@ class EventApplier(ServiceCore):
                 raise EventNotReadyError(f"operation {op_id} is not committed yet")
         if release is None or release.kind is not OperationKind.RELEASE:
             return  # a transfer the library did not make
-        escrow = self._lock_escrow(uow, release.escrow_id)
+        escrow = self.lock_escrow(uow, release.escrow_id)
         # Re-read under the escrow lock: the call's own record step (or recover) may have
         # completed the release since the first read.
         release = uow.operations.get(release.id) or release
@@ -238,11 +241,11 @@ class EventApplier(ServiceCore):
             )
             return
         if release.status.open:
-            escrow = self._apply_outcome(
+            escrow = self.apply_outcome(
                 uow,
                 applied,
                 escrow,
-                tr.complete_release(escrow, release, transfer, now=self.now()),
+                tr.complete_release(escrow, release, transfer, now=self.ctx.now()),
                 "release_confirmed",
             )
         for reversal in transfer.reversals:
@@ -264,8 +267,8 @@ class EventApplier(ServiceCore):
         if ours is not None and ours.kind is OperationKind.REVERSAL:
             if self._second_object(ours, reversal.ref, "reversal") or not ours.status.open:
                 return escrow
-            outcome = tr.complete_reversal(escrow, ours, release, reversal, now=self.now())
-            return self._apply_outcome(uow, applied, escrow, outcome, "reversal_confirmed")
+            outcome = tr.complete_reversal(escrow, ours, release, reversal, now=self.ctx.now())
+            return self.apply_outcome(uow, applied, escrow, outcome, "reversal_confirmed")
         known = uow.operations.by_gateway_ref(
             OperationKind.REVERSAL, reversal.ref
         ) or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REVERSAL, reversal.ref)
@@ -273,13 +276,13 @@ class EventApplier(ServiceCore):
             return escrow
         adopted = new_id("op")
         outcome = tr.adopt_external_reversal(
-            escrow, release, reversal, op_id=adopted, now=self.now()
+            escrow, release, reversal, op_id=adopted, now=self.ctx.now()
         )
         log.warning(
             "adopted a transfer reversal made outside bountyescrow",
             extra={"escrow_id": escrow.id, "gateway_ref": reversal.ref},
         )
-        return self._apply_outcome(
+        return self.apply_outcome(
             uow, applied, escrow, outcome, "external_reversal", new_operations=[adopted]
         )
 
@@ -294,21 +297,21 @@ class EventApplier(ServiceCore):
             or uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REFUND, refund.ref)
         )
         if op is None:
-            target = self._escrow_of_payment(uow, refund.payment_ref)
+            target = self.escrow_of_payment(uow, refund.payment_ref)
             if target is None:
                 return  # not ours
             # Another event about this outside refund may have adopted it meanwhile.
             op = uow.operations.by_gateway_ref(OperationKind.EXTERNAL_REFUND, refund.ref)
         else:
-            target = self._lock_escrow(uow, op.escrow_id)
+            target = self.lock_escrow(uow, op.escrow_id)
         if op is not None:
             # Re-read under the escrow lock: the call's own record step (or recover) may have
             # completed the refund since the first read.
             op = uow.operations.get(op.id) or op
             if self._second_object(op, refund.ref, "refund"):
                 return
-            outcome = tr.apply_refund(target, op, refund, now=self.now())
-            self._apply_outcome(uow, applied, target, outcome, f"refund_{refund.status}")
+            outcome = tr.apply_refund(target, op, refund, now=self.ctx.now())
+            self.apply_outcome(uow, applied, target, outcome, f"refund_{refund.status}")
             return
         if refund.status != "succeeded":
             return  # an outside refund still pending: adopted once it succeeds
@@ -317,19 +320,19 @@ class EventApplier(ServiceCore):
             target,
             refund,
             op_id=adopted,
-            now=self.now(),
+            now=self.ctx.now(),
             operations=uow.operations.for_escrow(target.id),
         )
         log.warning(
             "adopted a refund made outside bountyescrow",
             extra={"escrow_id": target.id, "gateway_ref": refund.ref},
         )
-        self._apply_outcome(
+        self.apply_outcome(
             uow, applied, target, outcome, "external_refund", new_operations=[adopted]
         )
 
     def _dispute(self, uow: UnitOfWork, dispute: DisputeSnapshot, applied: Applied) -> None:
-        escrow = self._escrow_of_payment(uow, dispute.payment_ref)
+        escrow = self.escrow_of_payment(uow, dispute.payment_ref)
         if escrow is None:
             return
         existing = uow.disputes.get(dispute.ref)
@@ -337,10 +340,10 @@ class EventApplier(ServiceCore):
             escrow,
             existing,
             dispute,
-            now=self.now(),
+            now=self.ctx.now(),
             operations=uow.operations.for_escrow(escrow.id),
         )
-        stored = self._apply_outcome(uow, applied, escrow, outcome, f"dispute_{dispute.status}")
+        stored = self.apply_outcome(uow, applied, escrow, outcome, f"dispute_{dispute.status}")
         if escrow.frozen and not stored.frozen:
             # Releases kept waiting while the escrow was frozen may go now (those whose
             # payee is ready; the sender checks that under the escrow lock).
@@ -358,12 +361,12 @@ class EventApplier(ServiceCore):
         if ready == payee.ready:
             applied.status = WebhookStatus.PROCESSED
             return
-        uow.payees.save(attrs.evolve(payee, ready=ready, updated_at=self.now()))
+        uow.payees.save(attrs.evolve(payee, ready=ready, updated_at=self.ctx.now()))
         event = DomainEvent(
             type="payee.ready" if ready else "payee.not_ready",
             escrow_id=None,
             data={"payee_id": payee.id},
-            created_at=self.now(),
+            created_at=self.ctx.now(),
         )
         applied.events.append(uow.events.add(event))
         applied.status = WebhookStatus.PROCESSED
@@ -378,7 +381,7 @@ class EventApplier(ServiceCore):
             type="payee.payout_failed",
             escrow_id=None,
             data={"payee_id": payee.id, "payout": payout.ref, "code": payout.failure_code},
-            created_at=self.now(),
+            created_at=self.ctx.now(),
         )
         applied.events.append(uow.events.add(event))
         applied.status = WebhookStatus.PROCESSED

@@ -45,7 +45,7 @@ from bountyescrow.errors import (
 )
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
-from bountyescrow.service._core import log
+from bountyescrow.service._context import ServiceContext, log
 
 #: The longest wait between two polls of an object whose outcome is awaited.
 _MAX_POLL_WAIT = timedelta(days=1)
@@ -79,48 +79,55 @@ class RecoveryReport:
     errors: int
 
 
-class OperationDriver(EventApplier):
-    """Sends operations to the gateway and records what it answered."""
+class OperationDriver:
+    """Sends operations to the gateway and records what it answered (steps 2 and 3), and
+    re-drives what was left pending (`recover`)."""
+
+    def __init__(self, ctx: ServiceContext, applier: EventApplier) -> None:
+        self.ctx = ctx
+        self.applier = applier
 
     # --- the call -------------------------------------------------------------------------
 
     def _call(self, op: Operation) -> GatewayObject:
-        key = self.gateway_key(op)
+        key = self.ctx.gateway_key(op)
         request = op.request
         if isinstance(request, CreatePayment):
-            return self.gateway.create_payment(request, idempotency_key=key)
+            return self.ctx.gateway.create_payment(request, idempotency_key=key)
         if isinstance(request, CancelPayment):
-            return self.gateway.cancel_payment(request, idempotency_key=key)
+            return self.ctx.gateway.cancel_payment(request, idempotency_key=key)
         if isinstance(request, CreateTransfer):
-            return self.gateway.create_transfer(request, idempotency_key=key)
+            return self.ctx.gateway.create_transfer(request, idempotency_key=key)
         if isinstance(request, CreateRefund):
-            return self.gateway.create_refund(request, idempotency_key=key)
+            return self.ctx.gateway.create_refund(request, idempotency_key=key)
         if isinstance(request, CreateReversal):
-            return self.gateway.create_reversal(request, idempotency_key=key)
+            return self.ctx.gateway.create_reversal(request, idempotency_key=key)
         raise AssertionError(f"operation {op.id} has no request to send")
 
     def _lookup(self, op: Operation) -> GatewayObject | None:
         """Find the object an earlier attempt may have made (list endpoints, by metadata)."""
         request = op.request
         if isinstance(request, CreateTransfer):
-            return self.gateway.find_transfer(
+            return self.ctx.gateway.find_transfer(
                 transfer_group=request.transfer_group, operation_id=op.id
             )
         if isinstance(request, CreateRefund):
-            return self.gateway.find_refund(payment_ref=request.payment_ref, operation_id=op.id)
+            return self.ctx.gateway.find_refund(payment_ref=request.payment_ref, operation_id=op.id)
         if isinstance(request, CreateReversal):
-            return self.gateway.find_reversal(transfer_ref=request.transfer_ref, operation_id=op.id)
+            return self.ctx.gateway.find_reversal(
+                transfer_ref=request.transfer_ref, operation_id=op.id
+            )
         return None
 
     # --- driving ----------------------------------------------------------------------------
 
     def claim(self, op_id: str) -> bool:
         """Lease a pending operation to this caller; False if someone else holds it."""
-        return self._claim(op_id) is not None
+        return self.claim_operation(op_id) is not None
 
-    def _claim(self, op_id: str) -> Operation | None:
+    def claim_operation(self, op_id: str) -> Operation | None:
         """Lease a pending operation to this caller: the leased operation, or None."""
-        now = self.now()
+        now = self.ctx.now()
 
         def work(uow: UnitOfWork) -> Operation | None:
             op = uow.operations.get(op_id, for_update=True)
@@ -128,11 +135,11 @@ class OperationDriver(EventApplier):
                 return None
             if op.claimed_until is not None and op.claimed_until > now:
                 return None
-            leased = attrs.evolve(op, claimed_until=now + self.lease, sent_at=op.sent_at or now)
+            leased = attrs.evolve(op, claimed_until=now + self.ctx.lease, sent_at=op.sent_at or now)
             uow.operations.save(leased)
             return leased
 
-        return self._tx(work)
+        return self.ctx.tx(work)
 
     def drive(
         self,
@@ -144,13 +151,15 @@ class OperationDriver(EventApplier):
     ) -> Operation:
         """Send a claimed pending operation and record the answer. Returns the operation.
 
-        `on_result` sees the gateway's answer (the caller that needs a client secret).
+        See `EscrowService.drive`.
         """
-        op = self._read(lambda uow: uow.operations.get(op_id))
+        op = self.ctx.read(lambda uow: uow.operations.get(op_id))
         assert op is not None
-        return self._drive(op, lookup_first=lookup_first, key=idem, on_result=on_result).operation
+        return self.drive_leased(
+            op, lookup_first=lookup_first, key=idem, on_result=on_result
+        ).operation
 
-    def _drive(
+    def drive_leased(
         self,
         op: Operation,
         *,
@@ -168,7 +177,7 @@ class OperationDriver(EventApplier):
         if op.status is OperationStatus.PENDING and op.kind is OperationKind.FUNDING:
             # A funding claimed later may belong to an escrow cancelled meanwhile: not sent.
             if escrow is None:
-                escrow = self._read(lambda uow: uow.escrows.get(op.escrow_id))
+                escrow = self.ctx.read(lambda uow: uow.escrows.get(op.escrow_id))
             if escrow is not None and escrow.cancelled:
                 return self._record(op, None, key, cancelled=True)
         if op.status is not OperationStatus.PENDING or op.request is None:
@@ -233,7 +242,7 @@ class OperationDriver(EventApplier):
             # The record as step 1 wrote it (or as a replay read it): only a call after it
             # expired may replace it, so while it is far from expiry it is written back as it
             # is, without reading it first.
-            if key.expires_at > self.now() + self.lease:
+            if key.expires_at > self.ctx.now() + self.ctx.lease:
                 uow.idempotency.save(attrs.evolve(key, locked_until=None))
                 return
             key = (key.actor_id, key.key)
@@ -249,7 +258,7 @@ class OperationDriver(EventApplier):
         yet to pay, a pending refund), `recover()` polls it from `poll_interval` on. Other
         operations pass unchanged.
         """
-        poll_at = now + self.settings.poll_interval
+        poll_at = now + self.ctx.settings.poll_interval
 
         def end(current: Operation) -> Operation:
             if current.id != op.id:
@@ -272,10 +281,10 @@ class OperationDriver(EventApplier):
 
         The outcome and the end of the operation's lease are one write of the operation.
         """
-        now = self.now()
+        now = self.ctx.now()
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied, Escrow]:
-            escrow = self._lock_escrow(uow, op.escrow_id)
+            escrow = self.applier.lock_escrow(uow, op.escrow_id)
             current = uow.operations.get(op.id)  # under the escrow lock: as it is now
             assert current is not None
             end = self._ending(current, now)
@@ -284,7 +293,7 @@ class OperationDriver(EventApplier):
                 outcome = tr.fail_operation(
                     escrow, current, "escrow cancelled", now=now, status=OperationStatus.CANCELLED
                 )
-                self._apply_outcome(uow, applied, escrow, outcome, "funding_cancelled")
+                self.applier.apply_outcome(uow, applied, escrow, outcome, "funding_cancelled")
             elif result is not None and current.status.open:
                 self._record_result(uow, escrow, current, result, applied)
             latest = applied.written.get(op.id, current)
@@ -294,8 +303,8 @@ class OperationDriver(EventApplier):
             self._end_key_lease(uow, key)
             return ended, applied, applied.escrow or escrow
 
-        ended, applied, escrow = self._tx(work)
-        self._after(applied)
+        ended, applied, escrow = self.ctx.tx(work)
+        self.after_commit(applied)
         # Work after the commit (a refund of a surplus, a release sent) may change the escrow.
         followed = bool(applied.drive or applied.ready_releases)
         return Recorded(ended, None if followed else escrow)
@@ -303,9 +312,9 @@ class OperationDriver(EventApplier):
     def _record_result(
         self, uow: UnitOfWork, escrow: Any, op: Operation, result: GatewayObject, applied: Applied
     ) -> None:
-        now = self.now()
+        now = self.ctx.now()
         if op.kind is OperationKind.FUNDING and isinstance(result, PaymentSnapshot):
-            escrow = self._apply_outcome(
+            escrow = self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -314,10 +323,10 @@ class OperationDriver(EventApplier):
                 on_behalf_of=op,
             )
             if result.status in ("succeeded", "processing", "canceled"):
-                self._payment(uow, result, applied)
+                self.applier.apply_payment(uow, result, applied)
         elif op.kind is OperationKind.CANCEL and isinstance(result, PaymentSnapshot):
             funding = uow.operations.by_gateway_ref(OperationKind.FUNDING, result.ref)
-            self._apply_outcome(
+            self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -326,7 +335,7 @@ class OperationDriver(EventApplier):
                 on_behalf_of=op,
             )
         elif op.kind is OperationKind.RELEASE and isinstance(result, TransferSnapshot):
-            self._apply_outcome(
+            self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -335,7 +344,7 @@ class OperationDriver(EventApplier):
                 on_behalf_of=op,
             )
         elif op.kind is OperationKind.REFUND and isinstance(result, RefundSnapshot):
-            self._apply_outcome(
+            self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -346,7 +355,7 @@ class OperationDriver(EventApplier):
         elif op.kind is OperationKind.REVERSAL and isinstance(result, ReversalSnapshot):
             release = uow.operations.get(op.target_id or "")
             assert release is not None
-            self._apply_outcome(
+            self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -359,14 +368,14 @@ class OperationDriver(EventApplier):
 
     def _record_error(self, op: Operation, exc: GatewayError, key: KeyHolder) -> Recorded:
         """Step 3 after the gateway refused or did not answer, then end the call."""
-        now = self.now()
+        now = self.ctx.now()
         settled: PaymentSnapshot | None = None
         if isinstance(exc, PaymentAlreadySettledError):
             assert isinstance(op.request, CancelPayment)
-            settled = self.gateway.get_payment(op.request.payment_ref)
+            settled = self.ctx.gateway.get_payment(op.request.payment_ref)
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
-            escrow = self._lock_escrow(uow, op.escrow_id)
+            escrow = self.applier.lock_escrow(uow, op.escrow_id)
             current = uow.operations.get(op.id)  # under the escrow lock: as it is now
             assert current is not None
             applied = Applied()
@@ -376,8 +385,8 @@ class OperationDriver(EventApplier):
             latest = applied.written.get(op.id, current)
             return self._finish(uow, latest, key, **changes), applied
 
-        ended, applied = self._tx(work)
-        self._after(applied)
+        ended, applied = self.ctx.tx(work)
+        self.after_commit(applied)
         log.info(
             "operation %s: gateway said %s",
             op.id,
@@ -446,10 +455,10 @@ class OperationDriver(EventApplier):
                 if payee is not None and payee.ready:
                     uow.payees.save(attrs.evolve(payee, ready=False, updated_at=now))
             outcome = tr.wait_for_payee(escrow, op, str(exc), now=now)
-            self._apply_outcome(uow, applied, escrow, outcome, "release_waiting")
+            self.applier.apply_outcome(uow, applied, escrow, outcome, "release_waiting")
             return {}
         if settled is not None:
-            escrow = self._apply_outcome(
+            escrow = self.applier.apply_outcome(
                 uow,
                 applied,
                 escrow,
@@ -458,7 +467,7 @@ class OperationDriver(EventApplier):
                 ),
                 "cancel_refused",
             )
-            self._payment(uow, settled, applied)
+            self.applier.apply_payment(uow, settled, applied)
             return {}
         assert isinstance(exc, GatewayRejectedError)
         outcome = tr.fail_operation(escrow, op, str(exc), now=now)
@@ -472,7 +481,7 @@ class OperationDriver(EventApplier):
                     last_payment_error=str(exc),
                 ),
             )
-        self._apply_outcome(uow, applied, escrow, outcome, f"{op.kind.value}_failed")
+        self.applier.apply_outcome(uow, applied, escrow, outcome, f"{op.kind.value}_failed")
         return {}
 
     def _backoff(self, attempts: int, exc: GatewayError) -> timedelta:
@@ -485,24 +494,24 @@ class OperationDriver(EventApplier):
             return min(timedelta(minutes=5 * 2 ** min(attempts - 1, 5)), timedelta(hours=2))
         return min(timedelta(seconds=15 * 2 ** min(attempts, 10)), timedelta(hours=1))
 
-    def _after(self, applied: Applied) -> None:
+    def after_commit(self, applied: Applied) -> None:
         """After a commit: publish events, send what became due, wake waiting releases."""
-        self._publish(applied.events)
+        self.ctx.publish(applied.events)
         for op_id in applied.ready_releases:
-            self._send_ready_release(op_id)
+            self.send_ready_release(op_id)
         for op_id in applied.drive:
-            claimed = self._claim(op_id)
+            claimed = self.claim_operation(op_id)
             if claimed is not None:
-                self._drive(claimed)
+                self.drive_leased(claimed)
 
-    def _send_ready_release(self, op_id: str) -> None:
-        now = self.now()
+    def send_ready_release(self, op_id: str) -> None:
+        now = self.ctx.now()
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied] | None:
             found = uow.operations.get(op_id)
             if found is None:
                 return None
-            escrow = self._lock_escrow(uow, found.escrow_id)
+            escrow = self.applier.lock_escrow(uow, found.escrow_id)
             # Read again under the escrow lock: a cancel_operation that committed after the
             # first read must win, not be overwritten by a stale copy.
             op = uow.operations.get(op_id)
@@ -519,34 +528,32 @@ class OperationDriver(EventApplier):
             outcome = attrs.evolve(
                 outcome,
                 operations=tuple(
-                    attrs.evolve(o, claimed_until=now + self.lease, sent_at=now)
+                    attrs.evolve(o, claimed_until=now + self.ctx.lease, sent_at=now)
                     for o in outcome.operations
                 ),
             )
             applied = Applied()
-            self._apply_outcome(uow, applied, escrow, outcome, "payee_ready")
+            self.applier.apply_outcome(uow, applied, escrow, outcome, "payee_ready")
             return applied.written[op_id], applied
 
-        ready = self._tx(work)
+        ready = self.ctx.tx(work)
         if ready is not None:
             leased, applied = ready
-            self._publish(applied.events)
-            self._drive(leased)
+            self.ctx.publish(applied.events)
+            self.drive_leased(leased)
 
     # --- recovery ---------------------------------------------------------------------------
 
     def recover(self, *, limit: int = 100) -> RecoveryReport:
         """Re-drive operations left pending: unknown outcomes, crashes, awaited results.
 
-        Claims due operations with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so many
-        instances may run it at once) and resends each stored request unchanged. After a
-        replayed server error, or once the gateway may have forgotten the key, it first looks
-        the object up; only if it is absent and the key window has passed does it send a new
-        key generation.
+        See `EscrowService.recover`.
         """
-        now = self.now()
-        claimed = self._tx(
-            lambda uow: uow.operations.claim_due(now=now, lease_until=now + self.lease, limit=limit)
+        now = self.ctx.now()
+        claimed = self.ctx.tx(
+            lambda uow: uow.operations.claim_due(
+                now=now, lease_until=now + self.ctx.lease, limit=limit
+            )
         )
         completed = pending = errors = 0
         try:
@@ -556,9 +563,9 @@ class OperationDriver(EventApplier):
             log.exception("re-checking payees that releases wait for failed")
         # The backstop for releases whose payee became ready while nobody sent them (the
         # process died between recording the readiness and sending).
-        for op_id in self._read(self._ready_waiting_releases):
+        for op_id in self.ctx.read(self._ready_waiting_releases):
             try:
-                self._send_ready_release(op_id)
+                self.send_ready_release(op_id)
                 completed += 1
             except Exception:
                 errors += 1
@@ -595,7 +602,7 @@ class OperationDriver(EventApplier):
         to say so: without this, the release would wait forever. Each payee is asked at most
         once per `poll_interval`.
         """
-        due = now - self.settings.poll_interval
+        due = now - self.ctx.settings.poll_interval
 
         def waiting(uow: UnitOfWork) -> list[Payee]:
             payees: dict[str, Payee] = {}
@@ -606,23 +613,23 @@ class OperationDriver(EventApplier):
             return list(payees.values())[:limit]
 
         became_ready = 0
-        for payee in self._read(waiting):
+        for payee in self.ctx.read(waiting):
             try:
-                account = self.gateway.get_account(payee.account_ref)
+                account = self.ctx.gateway.get_account(payee.account_ref)
             except GatewayError as exc:
                 log.warning("re-checking payee %s failed: %s", payee.id, exc)
                 continue
 
             def work(uow: UnitOfWork, payee: Payee = payee, account: Any = account) -> Applied:
-                applied = self.apply_object(uow, account)
+                applied = self.applier.apply_object(uow, account)
                 current = uow.payees.get(payee.id, for_update=True)
                 if current is not None and not current.ready:
                     uow.payees.save(attrs.evolve(current, updated_at=now))
                 return applied
 
-            applied = self._tx(work)
+            applied = self.ctx.tx(work)
             became_ready += bool(applied.ready_releases)
-            self._after(applied)
+            self.after_commit(applied)
         return became_ready
 
     def _recover_one(self, op: Operation, now: datetime) -> Operation:
@@ -631,13 +638,13 @@ class OperationDriver(EventApplier):
         if op.sent_at is None:
             # This key generation never went out (claim_due leased it without a send time):
             # there is nothing to look up, and the key is fresh.
-            return self._drive(self._tx(lambda uow: self._sending(uow, op, now))).operation
+            return self.drive_leased(self.ctx.tx(lambda uow: self._sending(uow, op, now))).operation
         # The gateway keeps a key for 24 h from its first use: measure from this generation's
         # first send, not from when the operation was created (it may have waited for days).
         age = now - op.sent_at
-        window = self.settings.gateway_key_window
+        window = self.ctx.settings.gateway_key_window
         if age < window and op.gateway_status != REPLAYED:
-            return self._drive(op).operation
+            return self.drive_leased(op).operation
         found = self._lookup(op)
         if found is not None:
             return self._record(op, found, None).operation
@@ -652,7 +659,7 @@ class OperationDriver(EventApplier):
                 uow.operations.save(renewed)
                 return renewed
 
-            return self._drive(self._tx(next_generation)).operation
+            return self.drive_leased(self.ctx.tx(next_generation)).operation
         # A replayed error inside the key window: the same key would replay it again.
         wait_until = op.sent_at + window
 
@@ -661,7 +668,7 @@ class OperationDriver(EventApplier):
             assert current is not None
             return self._finish(uow, current, None, next_attempt_at=wait_until)
 
-        return self._tx(wait)
+        return self.ctx.tx(wait)
 
     @staticmethod
     def _sending(uow: UnitOfWork, op: Operation, now: datetime) -> Operation:
@@ -678,14 +685,14 @@ class OperationDriver(EventApplier):
         obj: GatewayObject | None = None
         try:
             if op.kind is OperationKind.FUNDING:
-                obj = self.gateway.get_payment(op.gateway_ref)
+                obj = self.ctx.gateway.get_payment(op.gateway_ref)
             elif op.kind is OperationKind.REFUND:
-                obj = self.gateway.get_refund(op.gateway_ref)
+                obj = self.ctx.gateway.get_refund(op.gateway_ref)
         except GatewayError as exc:
             log.warning("polling %s failed: %s", op.id, exc)
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
-            applied = Applied() if obj is None else self.apply_object(uow, obj)
+            applied = Applied() if obj is None else self.applier.apply_object(uow, obj)
             current = uow.operations.get(op.id)
             assert current is not None
             changes: dict[str, Any] = {}
@@ -693,10 +700,12 @@ class OperationDriver(EventApplier):
                 # Each poll waits twice as long as the last (up to a day), so a payment the
                 # poster abandoned costs a few requests, not one every interval forever.
                 polls = current.attempts + 1
-                wait = min(self.settings.poll_interval * 2 ** min(polls - 1, 10), _MAX_POLL_WAIT)
-                changes.update(attempts=polls, next_attempt_at=self.now() + wait)
+                wait = min(
+                    self.ctx.settings.poll_interval * 2 ** min(polls - 1, 10), _MAX_POLL_WAIT
+                )
+                changes.update(attempts=polls, next_attempt_at=self.ctx.now() + wait)
             return self._finish(uow, current, None, **changes), applied
 
-        result, applied = self._tx(work)
-        self._after(applied)
+        result, applied = self.ctx.tx(work)
+        self.after_commit(applied)
         return result

@@ -39,7 +39,8 @@ from bountyescrow.errors import (
     WebhookPayloadError,
 )
 from bountyescrow.ports.store import UnitOfWork
-from bountyescrow.service._core import log
+from bountyescrow.service._applier import EventApplier
+from bountyescrow.service._context import ServiceContext, log
 from bountyescrow.service._driver import OperationDriver
 
 _REFUND_KINDS = (OperationKind.REFUND, OperationKind.EXTERNAL_REFUND)
@@ -53,8 +54,13 @@ _WITH_METADATA = (
 )
 
 
-class GatewayEventIntake(OperationDriver):
+class EventIntake:
     """Applies gateway events once each, recording them in the event log."""
+
+    def __init__(self, ctx: ServiceContext, applier: EventApplier, driver: OperationDriver) -> None:
+        self.ctx = ctx
+        self.applier = applier
+        self.driver = driver
 
     # --- relevance ----------------------------------------------------------------------------
 
@@ -67,7 +73,7 @@ class GatewayEventIntake(OperationDriver):
         if not isinstance(obj, _WITH_METADATA):
             return None
         namespace = obj.metadata.get(META_NAMESPACE)
-        return namespace if namespace is not None and namespace != self.namespace else None
+        return namespace if namespace is not None and namespace != self.ctx.namespace else None
 
     @staticmethod
     def _claimed(obj: GatewayObject) -> bool:
@@ -143,13 +149,13 @@ class GatewayEventIntake(OperationDriver):
         if not self._refetched(obj, signed=signed):
             return obj
         if isinstance(obj, RefundSnapshot):
-            return self.gateway.get_refund(obj.ref)
+            return self.ctx.gateway.get_refund(obj.ref)
         if isinstance(obj, DisputeSnapshot):
-            return self.gateway.get_dispute(obj.ref)
+            return self.ctx.gateway.get_dispute(obj.ref)
         if isinstance(obj, AccountSnapshot):
-            return self.gateway.get_account(obj.ref)
+            return self.ctx.gateway.get_account(obj.ref)
         if isinstance(obj, PaymentSnapshot):
-            return self.gateway.get_payment(obj.ref)
+            return self.ctx.gateway.get_payment(obj.ref)
         return obj  # pragma: no cover - `_refetched` names the kinds above only
 
     # --- gateway events -----------------------------------------------------------------------
@@ -157,33 +163,11 @@ class GatewayEventIntake(OperationDriver):
     def apply_event(self, event: GatewayEvent, *, payload: str | None = None) -> WebhookStatus:
         """Apply one gateway event; what the webhook dispatcher calls.
 
-        Returns ``processed`` or ``ignored``. An event seen before (processed or ignored)
-        changes nothing. The event id is recorded in the same transaction as its effect.
-        `payload` (the raw body) is kept only if the event fails, for `replay`.
-
-        An event is *ignored without being recorded* when it is not about this deployment:
-        its object's metadata names another `namespace`, or neither its metadata nor its ids
-        (PaymentIntent, charge's PaymentIntent, transfer, refund, dispute, payee account)
-        are ours; nothing is fetched for it. So is a Connect event (one naming a connected
-        ``account``) of the other mode: Stripe sends both modes' Connect events to live
-        endpoints.
-
-        This method trusts nobody's signature: a PaymentIntent reported as succeeded is
-        fetched from the gateway, and what the gateway says is applied. (The webhook
-        dispatcher verifies the request's signature first and applies the signed snapshot.)
-
-        Raises:
-            EventNotReadyError: the event names an escrow whose creation has not committed yet
-                (answer 500 so the gateway redelivers); after `event_not_ready_window` such an
-                event is ignored.
-            WebhookPayloadError: the event is from the other mode (live vs test) and names no
-                connected account.
-            GatewayRejectedError: the gateway refused to show an object of ours (an alert
-                ``gateway_object_unavailable`` is raised; the event is recorded failed).
+        See `EscrowService.apply_event`.
         """
         return self._intake(event, payload=payload, signed=False)
 
-    def _apply_signed_event(self, event: GatewayEvent, *, payload: str | None) -> WebhookStatus:
+    def apply_signed_event(self, event: GatewayEvent, *, payload: str | None) -> WebhookStatus:
         """`apply_event` for an event whose webhook signature was just verified.
 
         Only `WebhookDispatcher.handle` calls this: the signed snapshot of a succeeded
@@ -192,12 +176,12 @@ class GatewayEventIntake(OperationDriver):
         return self._intake(event, payload=payload, signed=True)
 
     def _intake(self, event: GatewayEvent, *, payload: str | None, signed: bool) -> WebhookStatus:
-        if event.livemode != self.gateway.livemode:
+        if event.livemode != self.ctx.gateway.livemode:
             if event.account is not None:
                 return self._ignore(event, "other_mode_connect_event", event.account)
             raise WebhookPayloadError(
                 f"event {event.id} is {'live' if event.livemode else 'test'} mode but the "
-                f"gateway is {'live' if self.gateway.livemode else 'test'} mode"
+                f"gateway is {'live' if self.ctx.gateway.livemode else 'test'} mode"
             )
         namespace = self._other_namespace(event.object)
         if namespace is not None:
@@ -215,12 +199,12 @@ class GatewayEventIntake(OperationDriver):
                 seen = uow.webhook_events.get(event.id) if spare else None
                 return seen, claimed or self._known(uow, event.object)
 
-            seen, ours = self._read(look)
+            seen, ours = self.ctx.read(look)
             if seen is not None and seen.status is not WebhookStatus.FAILED:
                 return seen.status
             if not ours:
                 return self._ignore(event, "not_ours")
-        now = self.now()
+        now = self.ctx.now()
         obj: GatewayObject | None = None
 
         def work(uow: UnitOfWork) -> Any:
@@ -228,7 +212,7 @@ class GatewayEventIntake(OperationDriver):
             if record is not None and record.status is not WebhookStatus.FAILED:
                 return record.status
             assert obj is not None
-            applied = self.apply_object(uow, obj)
+            applied = self.applier.apply_object(uow, obj)
             uow.webhook_events.save(
                 WebhookEventRecord(
                     id=event.id,
@@ -263,14 +247,14 @@ class GatewayEventIntake(OperationDriver):
             if namespace is not None:
                 # What the gateway says wins over what an unsigned event claimed.
                 return self._ignore(event, "other_namespace", namespace)
-            result = self._tx(work)
+            result = self.ctx.tx(work)
         except EventNotReadyError as exc:
             age = (
                 now - datetime.fromtimestamp(event.created, tz=now.tzinfo)
                 if event.created
                 else timedelta(0)
             )
-            if age > self.settings.event_not_ready_window:
+            if age > self.ctx.settings.event_not_ready_window:
                 self._record_event(event, WebhookStatus.IGNORED, str(exc), None)
                 return WebhookStatus.IGNORED
             self._record_event(event, WebhookStatus.FAILED, str(exc), payload)
@@ -280,14 +264,14 @@ class GatewayEventIntake(OperationDriver):
             raise
         if isinstance(result, WebhookStatus):
             return result
-        self._after(result)
+        self.driver.after_commit(result)
         status: WebhookStatus = result.status
         return status
 
     def _record_event(
         self, event: GatewayEvent, status: WebhookStatus, error: str, payload: str | None
     ) -> None:
-        now = self.now()
+        now = self.ctx.now()
 
         def work(uow: UnitOfWork) -> None:
             record = uow.webhook_events.get(event.id, for_update=True)
@@ -306,12 +290,12 @@ class GatewayEventIntake(OperationDriver):
                 )
             )
 
-        self._tx(work)
+        self.ctx.tx(work)
 
     def failed_events(self, *, limit: int = 100) -> list[WebhookEventRecord]:
         """Gateway events whose processing failed, oldest first (replay them)."""
-        return self._read(lambda uow: uow.webhook_events.failed(limit=limit))
+        return self.ctx.read(lambda uow: uow.webhook_events.failed(limit=limit))
 
     def webhook_event(self, event_id: str) -> WebhookEventRecord | None:
         """The log record of a gateway event, if it was seen."""
-        return self._read(lambda uow: uow.webhook_events.get(event_id))
+        return self.ctx.read(lambda uow: uow.webhook_events.get(event_id))

@@ -12,11 +12,15 @@ from bountyescrow.errors import (
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
-from bountyescrow.service._runner import CommandRunner
+from bountyescrow.service import _validation as valid
+from bountyescrow.service._context import ServiceContext
 
 
-class PayeeCommands(CommandRunner):
+class Payees:
     """Registering payees and onboarding them at the gateway."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
 
     # --- payees -------------------------------------------------------------------------------
 
@@ -32,23 +36,21 @@ class PayeeCommands(CommandRunner):
     ) -> Payee:
         """Create the payee's connected account (once per payee; later calls return it).
 
-        A later call for a registered payee returns it unchanged (its email and country are
-        not updated). With `idempotency_key`, reusing the key with another payee, country or
-        email raises `IdempotencyConflictError`.
+        See `EscrowService.register_payee`.
         """
-        self._metadata_id(payee_id, "payee_id")
+        valid.metadata_id(payee_id, "payee_id")
         if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
             raise ValidationError(f"country must be a two-letter ISO code, got {country!r}")
-        actor = self._actor(actor) if actor is not None else Actor(payee_id)
-        decision = self.policy.decide(actor, "register_payee", None, {"payee_id": payee_id})
+        actor = valid.actor_of(actor) if actor is not None else Actor(payee_id)
+        decision = self.ctx.policy.decide(actor, "register_payee", None, {"payee_id": payee_id})
         if not decision.allowed:
-            denied = self._tx(
-                lambda uow: self._deny(
+            denied = self.ctx.tx(
+                lambda uow: self.ctx.deny(
                     uow, actor, "register_payee", None, decision.reason, correlation_id
                 )
             )
             raise denied.error
-        now = self.now()
+        now = self.ctx.now()
         print_ = idem.fingerprint(
             "register_payee", {"payee_id": payee_id, "country": country, "email": email}
         )
@@ -64,15 +66,15 @@ class PayeeCommands(CommandRunner):
                     now=now,
                 )
 
-        self._read(check_key)
-        existing = self._read(lambda uow: uow.payees.get(payee_id))
+        self.ctx.read(check_key)
+        existing = self.ctx.read(lambda uow: uow.payees.get(payee_id))
         if existing is not None:
             return existing
-        account = self.gateway.create_account(
+        account = self.ctx.gateway.create_account(
             payee_id=payee_id,
             email=email,
             country=country.upper(),
-            idempotency_key=f"bountyescrow:{self.namespace}:payee:{payee_id}",
+            idempotency_key=f"bountyescrow:{self.ctx.namespace}:payee:{payee_id}",
         )
         payee = Payee(
             id=payee_id,
@@ -96,7 +98,7 @@ class PayeeCommands(CommandRunner):
                         action="register_payee",
                         fingerprint=print_,
                         created_at=now,
-                        expires_at=now + self.settings.idempotency_ttl,
+                        expires_at=now + self.ctx.settings.idempotency_ttl,
                         result_kind="payee",
                         result_ref=payee_id,
                     )
@@ -127,32 +129,32 @@ class PayeeCommands(CommandRunner):
             ]
             return payee
 
-        registered = self._tx(work)
-        self._publish(committed)
+        registered = self.ctx.tx(work)
+        self.ctx.publish(committed)
         return registered
 
     def onboarding_link(
         self, payee_id: str, *, return_url: str, refresh_url: str, actor: Actor | None = None
     ) -> str:
         """A one-time URL where the payee completes onboarding at the gateway."""
-        actor = self._actor(actor) if actor is not None else Actor(payee_id)
-        decision = self.policy.decide(actor, "onboarding_link", None, {"payee_id": payee_id})
+        actor = valid.actor_of(actor) if actor is not None else Actor(payee_id)
+        decision = self.ctx.policy.decide(actor, "onboarding_link", None, {"payee_id": payee_id})
         if not decision.allowed:
             reason = decision.reason
-            denied = self._tx(
-                lambda uow: self._deny(uow, actor, "onboarding_link", None, reason, None)
+            denied = self.ctx.tx(
+                lambda uow: self.ctx.deny(uow, actor, "onboarding_link", None, reason, None)
             )
             raise denied.error
         payee = self.get_payee(payee_id)
-        return self.gateway.create_onboarding_link(
+        return self.ctx.gateway.create_onboarding_link(
             payee.account_ref,
-            return_url=self._text(return_url, "return_url"),
-            refresh_url=self._text(refresh_url, "refresh_url"),
+            return_url=valid.text(return_url, "return_url"),
+            refresh_url=valid.text(refresh_url, "refresh_url"),
         )
 
     def get_payee(self, payee_id: str) -> Payee:
         """The registered payee. Raises `PayeeNotFoundError`."""
-        payee = self._read(lambda uow: uow.payees.get(payee_id))
+        payee = self.ctx.read(lambda uow: uow.payees.get(payee_id))
         if payee is None:
             raise PayeeNotFoundError(f"payee {payee_id!r} is not registered")
         return payee

@@ -21,22 +21,25 @@ from bountyescrow.errors import (
 )
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
-from bountyescrow.service._core import ServiceCore
+from bountyescrow.service._context import ServiceContext
 
 
-class Reads(ServiceCore):
-    """The service's read side."""
+class Reads:
+    """The service's read side: escrows, operations, ledger, audit trail, events, invariants."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
 
     # --- reads --------------------------------------------------------------------------------
 
-    def _lock_escrow_or_404(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
+    def lock_escrow_or_404(self, uow: UnitOfWork, escrow_id: str) -> Escrow:
         escrow = uow.escrows.get(escrow_id, for_update=True)
         if escrow is None:
             raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
         return escrow
 
     def _get_escrow(self, escrow_id: str) -> Escrow:
-        escrow = self._read(lambda uow: uow.escrows.get(escrow_id))
+        escrow = self.ctx.read(lambda uow: uow.escrows.get(escrow_id))
         if escrow is None:
             raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
         return escrow
@@ -44,13 +47,15 @@ class Reads(ServiceCore):
     def _check_read(self, actor: Actor | None, escrow: Escrow) -> None:
         if actor is None:
             return
-        ops = self._read(lambda uow: uow.operations.for_escrow(escrow.id))
-        decision = self.policy.decide(
+        ops = self.ctx.read(lambda uow: uow.operations.for_escrow(escrow.id))
+        decision = self.ctx.policy.decide(
             actor, "read", escrow, {"payee_ids": {op.payee_id for op in ops}}
         )
         if not decision.allowed:
             reason = decision.reason
-            denied = self._tx(lambda uow: self._deny(uow, actor, "read", escrow.id, reason, None))
+            denied = self.ctx.tx(
+                lambda uow: self.ctx.deny(uow, actor, "read", escrow.id, reason, None)
+            )
             raise denied.error
 
     def get(self, escrow_id: str, *, actor: Actor | None = None) -> Escrow:
@@ -61,11 +66,11 @@ class Reads(ServiceCore):
 
     def find(self, *, bounty_id: str | None = None, poster_id: str | None = None) -> list[Escrow]:
         """Escrows of a bounty and/or a poster, oldest first."""
-        return self._read(lambda uow: uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id))
+        return self.ctx.read(lambda uow: uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id))
 
     def get_operation(self, operation_id: str) -> Operation:
         """The operation. Raises `OperationNotFoundError`."""
-        op = self._read(lambda uow: uow.operations.get(operation_id))
+        op = self.ctx.read(lambda uow: uow.operations.get(operation_id))
         if op is None:
             raise OperationNotFoundError(f"no operation with id {operation_id!r}")
         return op
@@ -74,37 +79,37 @@ class Reads(ServiceCore):
         """The escrow's operations, oldest first. With `actor`, the read is authorized."""
         if actor is not None:
             self.get(escrow_id, actor=actor)
-        return self._read(lambda uow: uow.operations.for_escrow(escrow_id))
+        return self.ctx.read(lambda uow: uow.operations.for_escrow(escrow_id))
 
     def ledger(self, escrow_id: str, *, actor: Actor | None = None) -> list[JournalEntry]:
         """The escrow's journal entries in booking order. With `actor`, the read is authorized."""
         if actor is not None:
             self.get(escrow_id, actor=actor)
-        return self._read(lambda uow: uow.ledger.for_escrow(escrow_id))
+        return self.ctx.read(lambda uow: uow.ledger.for_escrow(escrow_id))
 
     def audit_trail(self, escrow_id: str, *, actor: Actor | None = None) -> list[AuditRecord]:
         """The escrow's audit records in order. With `actor`, the read is authorized."""
         if actor is not None:
             self.get(escrow_id, actor=actor)
-        return self._read(lambda uow: uow.audit.for_escrow(escrow_id))
+        return self.ctx.read(lambda uow: uow.audit.for_escrow(escrow_id))
 
     def disputes(self, escrow_id: str, *, actor: Actor | None = None) -> list[Dispute]:
         """The escrow's disputes. With `actor`, the read is authorized."""
         if actor is not None:
             self.get(escrow_id, actor=actor)
-        return self._read(lambda uow: uow.disputes.for_escrow(escrow_id))
+        return self.ctx.read(lambda uow: uow.disputes.for_escrow(escrow_id))
 
     def events(self, after: int = 0, *, limit: int = 100) -> list[DomainEvent]:
         """Domain events after the cursor `after` (an event's `seq`), oldest first."""
-        return self._read(lambda uow: uow.events.after(after, limit=limit))
+        return self.ctx.read(lambda uow: uow.events.after(after, limit=limit))
 
     def required_reserve(self, currency: str) -> Money:
         """How much must stay in the platform balance: everything held in `currency`."""
-        return self._read(lambda uow: uow.escrows.held_total(currency))
+        return self.ctx.read(lambda uow: uow.escrows.held_total(currency))
 
     def nearing_max_hold(self, *, within: timedelta = timedelta(days=7)) -> list[Escrow]:
         """Escrows still holding money whose `max_hold` ends within `within`."""
-        limit = self.now() - self.settings.max_hold + within
+        limit = self.ctx.now() - self.ctx.settings.max_hold + within
         return [
             e
             for e in self._all_escrows()
@@ -115,7 +120,7 @@ class Reads(ServiceCore):
         found: list[Escrow] = []
         while True:
             after = found[-1].id if found else None
-            page = self._read(functools.partial(self._escrow_page, after=after))
+            page = self.ctx.read(functools.partial(self._escrow_page, after=after))
             if not page:
                 return found
             found += page
@@ -129,7 +134,7 @@ class Reads(ServiceCore):
         """Check I1-I4 over every escrow; returns the violations (empty when all hold)."""
         problems: list[str] = []
         for escrow in self._all_escrows():
-            ops, entries = self._read(functools.partial(self._records_of, escrow_id=escrow.id))
+            ops, entries = self.ctx.read(functools.partial(self._records_of, escrow_id=escrow.id))
             problems += violations(escrow, ops, entries)
         return problems
 

@@ -8,10 +8,8 @@ from typing import Any
 
 import attrs
 
-from bountyescrow.domain import amount_rules, metadata_rules
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
-from bountyescrow.domain.money import Money
 from bountyescrow.domain.operation import Operation, OperationStatus
 from bountyescrow.domain.records import (
     IdempotencyRecord,
@@ -21,12 +19,11 @@ from bountyescrow.errors import (
     BountyEscrowError,
     EscrowNotFoundError,
     StorageError,
-    ValidationError,
 )
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
-from bountyescrow.service._core import Denied, new_id
+from bountyescrow.service._context import Denied, ServiceContext, new_id
 from bountyescrow.service._driver import OperationDriver
 from bountyescrow.service._reads import Reads
 
@@ -52,74 +49,17 @@ class Started:
     key: IdempotencyRecord | None = None
 
 
-class CommandRunner(OperationDriver, Reads):
-    """Validation, authorization, idempotency and the step-1 transaction of commands."""
+class CommandRunner:
+    """Authorization, idempotency and the step-1 transaction of commands, then their sending."""
 
-    # --- validation -----------------------------------------------------------------------------
-
-    def _money(
-        self, amount: object, what: str, *, optional: bool = False, charge: bool = False
-    ) -> Money | None:
-        """Check a host-supplied amount; `charge` adds the currency's minimum charge."""
-        if amount is None and optional:
-            return None
-        if not isinstance(amount, Money):
-            raise ValidationError(
-                f"{what} must be Money (integer minor units and a currency, e.g. "
-                f"Money(2500, 'usd')), got {type(amount).__name__} {amount!r}"
-            )
-        if amount.currency not in self.settings.settlement_currencies:
-            raise ValidationError(
-                f"{what} is in {amount.currency!r}, which this platform does not settle in "
-                f"(settlement currencies: {sorted(self.settings.settlement_currencies)})"
-            )
-        if amount.amount > self.settings.max_amount:
-            raise ValidationError(
-                f"{what} {amount} is above the limit of {self.settings.max_amount} minor units"
-            )
-        problem = amount_rules.problem(amount, charge=charge)
-        if problem is not None:
-            raise ValidationError(f"{what}: {problem[0]}")
-        return amount
-
-    @staticmethod
-    def _text(value: object, what: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
-        return value
-
-    @classmethod
-    def _metadata_id(cls, value: object, what: str) -> str:
-        """An id that goes into gateway metadata: non-empty, and within Stripe's limits."""
-        text = cls._text(value, what)
-        problem = metadata_rules.value_problem(text, what)
-        if problem is not None:
-            raise ValidationError(f"{problem}; use a shorter id")
-        return text
-
-    @staticmethod
-    def _required_key(key: object, action: str) -> str:
-        """Money-moving calls need an idempotency key (DESIGN §11).
-
-        Without one, a double click or a retried request would move the money twice.
-        """
-        if not isinstance(key, str) or not key.strip():
-            raise ValidationError(
-                f"{action} moves money and needs an idempotency_key: pass one that names the "
-                "host's request (e.g. the Idempotency-Key header, or 'release:<bounty>:<claim>'),"
-                f" and reuse it when retrying that request; got {key!r}"
-            )
-        return key
-
-    @staticmethod
-    def _actor(actor: object) -> Actor:
-        if not isinstance(actor, Actor):
-            raise ValidationError(f"actor must be an Actor, got {actor!r}")
-        return actor
+    def __init__(self, ctx: ServiceContext, driver: OperationDriver, reads: Reads) -> None:
+        self.ctx = ctx
+        self.driver = driver
+        self.reads = reads
 
     # --- the command runner -------------------------------------------------------------------
 
-    def _run(
+    def run(
         self,
         *,
         action: str,
@@ -134,29 +74,29 @@ class CommandRunner(OperationDriver, Reads):
 
         Replays an earlier call with the same key.
         """
-        now = self.now()
+        now = self.ctx.now()
         print_ = idem.fingerprint(action, {"escrow_id": escrow_id, **params})
         op_id = new_id("op")
         committed: list[DomainEvent] = []
 
         def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
-            replay = self._replayed(uow, actor, idempotency_key, action, print_, now)
+            replay = self.replayed(uow, actor, idempotency_key, action, print_, now)
             if replay is not None:
                 return replay
             escrow = uow.escrows.get(escrow_id, for_update=True)
             if escrow is None:
                 raise EscrowNotFoundError(f"no escrow with id {escrow_id!r}")
-            decision = self.policy.decide(actor, action, escrow, {**params, "now": now})
+            decision = self.ctx.policy.decide(actor, action, escrow, {**params, "now": now})
             if not decision.allowed:
-                return self._deny(uow, actor, action, escrow_id, decision.reason, correlation_id)
+                return self.ctx.deny(uow, actor, action, escrow_id, decision.reason, correlation_id)
             try:
                 outcome = decide(uow, escrow, now, op_id)
             except idem.STORED_ERRORS as exc:
-                return self._refused(uow, exc, actor, idempotency_key, action, print_, now)
+                return self.refused(uow, exc, actor, idempotency_key, action, print_, now)
             op = next(o for o in outcome.operations if o.id == op_id)
             sending = op.status is OperationStatus.PENDING and op.request is not None
             # Only an operation about to be sent is leased (and its key with it).
-            lease = now + self.lease if sending else None
+            lease = now + self.ctx.lease if sending else None
             op = attrs.evolve(
                 op,
                 claimed_until=lease,
@@ -167,7 +107,7 @@ class CommandRunner(OperationDriver, Reads):
                 outcome,
                 operations=tuple(op if o.id == op_id else o for o in outcome.operations),
             )
-            committed[:] = self._persist(
+            committed[:] = self.ctx.persist(
                 uow,
                 outcome,
                 before=escrow,
@@ -176,7 +116,7 @@ class CommandRunner(OperationDriver, Reads):
                 correlation_id=correlation_id,
                 new_operations=[op_id],
             )
-            key = self._started_key(
+            key = self.started_key(
                 uow,
                 actor,
                 idempotency_key,
@@ -189,11 +129,11 @@ class CommandRunner(OperationDriver, Reads):
             )
             return Started(op_id, new=True, operation=op, key=key)
 
-        started = self._step1(self._tx(work))
-        self._publish(committed)
+        started = self.step1(self.ctx.tx(work))
+        self.ctx.publish(committed)
         return started
 
-    def _key_replays(
+    def key_replays(
         self,
         actor: Actor,
         key: str,
@@ -206,13 +146,13 @@ class CommandRunner(OperationDriver, Reads):
         Raises what `_run` would raise for the key (a conflict, a call still in progress, a
         stored refusal) before a composite command has any effect of its own.
         """
-        now = self.now()
+        now = self.ctx.now()
         print_ = idem.fingerprint(action, {"escrow_id": escrow_id, **params})
-        return self._read(
-            lambda uow: self._replayed(uow, actor, key, action, print_, now) is not None
+        return self.ctx.read(
+            lambda uow: self.replayed(uow, actor, key, action, print_, now) is not None
         )
 
-    def _replayed(
+    def replayed(
         self,
         uow: UnitOfWork,
         actor: Actor,
@@ -231,7 +171,7 @@ class CommandRunner(OperationDriver, Reads):
             return None
         return Started(record.result_ref, new=False, key=record)
 
-    def _refused(
+    def refused(
         self,
         uow: UnitOfWork,
         exc: BountyEscrowError,
@@ -245,11 +185,11 @@ class CommandRunner(OperationDriver, Reads):
         if key is None:
             raise exc
         uow.idempotency.save(
-            idem.store_error(self._idem_record(actor, key, action, print_, now), exc)
+            idem.store_error(self.idem_record(actor, key, action, print_, now), exc)
         )
         return exc
 
-    def _started_key(
+    def started_key(
         self,
         uow: UnitOfWork,
         actor: Actor,
@@ -266,7 +206,7 @@ class CommandRunner(OperationDriver, Reads):
         if key is None:
             return None
         record = attrs.evolve(
-            self._idem_record(actor, key, action, print_, now),
+            self.idem_record(actor, key, action, print_, now),
             result_kind=kind,
             result_ref=ref,
             locked_until=lease,
@@ -275,7 +215,7 @@ class CommandRunner(OperationDriver, Reads):
         return record
 
     @staticmethod
-    def _step1(result: Started | Denied | BountyEscrowError) -> Started:
+    def step1(result: Started | Denied | BountyEscrowError) -> Started:
         """Raise what step 1 refused (after its commit kept the audit line or stored error)."""
         if isinstance(result, Denied):
             raise result.error
@@ -283,7 +223,7 @@ class CommandRunner(OperationDriver, Reads):
             raise result
         return result
 
-    def _idem_record(
+    def idem_record(
         self, actor: Actor, key: str, action: str, print_: str, now: datetime
     ) -> IdempotencyRecord:
         return IdempotencyRecord(
@@ -292,10 +232,10 @@ class CommandRunner(OperationDriver, Reads):
             action=action,
             fingerprint=print_,
             created_at=now,
-            expires_at=now + self.settings.idempotency_ttl,
+            expires_at=now + self.ctx.settings.idempotency_ttl,
         )
 
-    def _send_or_resume(self, started: Started) -> Operation:
+    def send_or_resume(self, started: Started) -> Operation:
         try:
             return self._send_or_resume_recorded(started)
         except StorageError as exc:
@@ -315,15 +255,15 @@ class CommandRunner(OperationDriver, Reads):
             op = started.operation
             assert op is not None
             if _sendable(op):
-                return self._drive(op, key=started.key).operation
+                return self.driver.drive_leased(op, key=started.key).operation
             # Step 1 settled it (a cancel with nothing to call) or parked it (a release
             # waiting for its payee); either way it leased neither the operation nor the key.
             return op
         # A replayed key: the first call's operation as it is now; send it if nobody does.
-        op = self.get_operation(started.ref)
+        op = self.reads.get_operation(started.ref)
         if not _sendable(op):
             return op
-        claimed = self._claim(op.id)
+        claimed = self.driver.claim_operation(op.id)
         if claimed is None:
             return op
-        return self._drive(claimed, key=started.key).operation
+        return self.driver.drive_leased(claimed, key=started.key).operation

@@ -1,49 +1,53 @@
-"""`EscrowService`: the library's front door."""
+"""`EscrowService`: the library's front door, a facade over the service's parts.
+
+The parts are composed here, each taking what it needs in its constructor (DESIGN §3):
+
+- `ServiceContext`: the ports, settings, lease and hooks, and the unit-of-work helpers;
+- `EventApplier`: turns gateway objects (events, polled objects, call answers) into
+  transitions inside a unit of work;
+- `OperationDriver`: steps 2 and 3 of intent, call, record, and `recover()`;
+- `Reads`: escrows, operations, ledger, audit trail, events, invariants;
+- `CommandRunner`: step 1 of every command (authorization, idempotency, the intent);
+- `EscrowCommands`, `Payees`, `EventIntake`: the commands, payees, and gateway events in.
+
+Every public method below delegates to one of them; this class holds no logic of its own
+beyond checking its arguments at construction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
-
-import attrs
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from bountyescrow.domain import metadata_rules
-from bountyescrow.domain import transitions as tr
-from bountyescrow.domain.escrow import Escrow, EscrowStatus
+from bountyescrow.domain.dispute import Dispute
+from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
 from bountyescrow.domain.fees import FeeSchedule
-from bountyescrow.domain.gateway_objects import (
-    PaymentSnapshot,
-)
+from bountyescrow.domain.gateway_objects import GatewayEvent, GatewayObject
+from bountyescrow.domain.ledger import JournalEntry
 from bountyescrow.domain.money import Money
-from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
-from bountyescrow.domain.transitions import Outcome
-from bountyescrow.errors import (
-    BountyEscrowError,
-    EscrowExistsError,
-    GatewayError,
-    InvalidTransitionError,
-    OperationNotFoundError,
-    PayeeNotFoundError,
-    ReversalFailedError,
-    ValidationError,
-)
+from bountyescrow.domain.operation import Operation
+from bountyescrow.domain.payee import Payee
+from bountyescrow.domain.records import AuditRecord, WebhookEventRecord, WebhookStatus
+from bountyescrow.errors import ValidationError
 from bountyescrow.policy import RoleBasedPolicy
 from bountyescrow.ports.clock import Clock, SystemClock
 from bountyescrow.ports.gateway import PaymentGateway
 from bountyescrow.ports.policy import Actor, AuthorizationPolicy
 from bountyescrow.ports.store import EscrowStore, UnitOfWork
-from bountyescrow.service import _idempotency as idem
-from bountyescrow.service._core import Denied, EventHook, log, new_id
-from bountyescrow.service._driver import KeyHolder
-from bountyescrow.service._intake import GatewayEventIntake
-from bountyescrow.service._payees import PayeeCommands
-from bountyescrow.service._runner import Started
+from bountyescrow.service._applier import Applied, EventApplier
+from bountyescrow.service._commands import EscrowCommands
+from bountyescrow.service._context import EventHook, ServiceContext
+from bountyescrow.service._driver import OperationDriver, RecoveryReport
+from bountyescrow.service._intake import EventIntake
+from bountyescrow.service._payees import Payees
+from bountyescrow.service._reads import Reads
+from bountyescrow.service._runner import CommandRunner
 from bountyescrow.service._settings import EscrowSettings
 
 
-class EscrowService(PayeeCommands, GatewayEventIntake):
+class EscrowService:
     """Holds posters' money for bounties and pays it to hunters or back, on a gateway.
 
     Args:
@@ -52,7 +56,8 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         policy: who may do what; `RoleBasedPolicy()` by default.
         fee_bps: the platform fee in basis points (1000 = 10 %), or pass `fees`.
         fees: a full `FeeSchedule` (basis points plus a fixed part per escrow).
-        namespace: names this deployment in every gateway idempotency key.
+        namespace: names this deployment in every gateway idempotency key and in the metadata
+            of every gateway object.
         clock: where time comes from (tests pass a manual clock).
         settings: `EscrowSettings` (settlement currencies, leases, limits...).
         hooks: callables given each domain event after its commit (at least once; the
@@ -62,6 +67,10 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
     ``correlation_id``. Money-moving methods record the operation before calling the
     gateway; when the gateway's answer is unknown they return the operation ``pending``
     (never raise), and `recover()` finishes it.
+
+    Raises:
+        ValidationError: a bad namespace or fee schedule.
+        ConfigurationError: a lease not longer than the gateway's longest call.
     """
 
     def __init__(
@@ -84,28 +93,84 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         problem = metadata_rules.value_problem(namespace, "namespace")
         if problem is not None:
             raise ValidationError(problem)
-        super().__init__(
+        if fees is not None and fee_bps:
+            raise ValidationError("pass either fee_bps or fees, not both")
+        settings = settings or EscrowSettings()
+        schedule = fees if fees is not None else FeeSchedule(fee_bps)
+        fixed = schedule.fixed
+        if (
+            fixed is not None
+            and fixed.amount
+            and fixed.currency not in settings.settlement_currencies
+        ):
+            raise ValidationError(
+                f"the fixed fee {fixed} is in {fixed.currency!r}, which is not a settlement "
+                f"currency ({sorted(settings.settlement_currencies)}); no escrow could carry it"
+            )
+        self.fees = schedule
+        self.ctx = ServiceContext(
             store=store,
             gateway=gateway,
             policy=policy or RoleBasedPolicy(),
             clock=clock or SystemClock(),
             namespace=namespace,
-            settings=settings or EscrowSettings(),
+            settings=settings,
             hooks=hooks,
         )
-        if fees is not None and fee_bps:
-            raise ValidationError("pass either fee_bps or fees, not both")
-        self.fees = fees if fees is not None else FeeSchedule(fee_bps)
-        fixed = self.fees.fixed
-        settles = self.settings.settlement_currencies
-        if fixed is not None and fixed.amount and fixed.currency not in settles:
-            raise ValidationError(
-                f"the fixed fee {fixed} is in {fixed.currency!r}, which is not a settlement "
-                f"currency ({sorted(settles)}); no escrow could "
-                "carry it"
-            )
+        self._applier = EventApplier(self.ctx)
+        self._driver = OperationDriver(self.ctx, self._applier)
+        self._reads = Reads(self.ctx)
+        runner = CommandRunner(self.ctx, self._driver, self._reads)
+        self._commands = EscrowCommands(self.ctx, runner, self._driver, self._reads, schedule)
+        self._payees = Payees(self.ctx)
+        self._intake = EventIntake(self.ctx, self._applier, self._driver)
 
-    # --- opening and cancelling ---------------------------------------------------------------
+    # --- what it was built with ------------------------------------------------------------
+
+    @property
+    def store(self) -> EscrowStore:
+        """Where state lives."""
+        return self.ctx.store
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        """The payment provider."""
+        return self.ctx.gateway
+
+    @property
+    def policy(self) -> AuthorizationPolicy:
+        """Who may do what."""
+        return self.ctx.policy
+
+    @property
+    def clock(self) -> Clock:
+        """Where time comes from."""
+        return self.ctx.clock
+
+    @property
+    def namespace(self) -> str:
+        """This deployment's name in gateway keys and metadata."""
+        return self.ctx.namespace
+
+    @property
+    def settings(self) -> EscrowSettings:
+        """The settings."""
+        return self.ctx.settings
+
+    @property
+    def lease(self) -> timedelta:
+        """The lease operations are driven under (see `EscrowSettings.lease`)."""
+        return self.ctx.lease
+
+    def gateway_key(self, op: Operation) -> str:
+        """The idempotency key sent to the gateway for the operation's current generation."""
+        return self.ctx.gateway_key(op)
+
+    def now(self) -> datetime:
+        """The clock's time."""
+        return self.ctx.now()
+
+    # --- commands, payees, gateway events, reads, recovery -----------------------------------
 
     def open_escrow(
         self,
@@ -132,144 +197,18 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             EscrowExistsError: this poster's escrow for the bounty is open already.
             PermissionDeniedError: the actor may not open it.
         """
-        actor = self._actor(actor)
-        self._metadata_id(bounty_id, "bounty_id")
-        self._text(poster_id, "poster_id")
-        money = self._money(amount, "amount", charge=True)
-        assert money is not None
-        fixed = self.fees.fixed
-        if fixed is not None and fixed.amount and fixed.currency != money.currency:
-            raise ValidationError(
-                f"the fee schedule's fixed fee is {fixed}, but the escrow would be in "
-                f"{money.currency}; a release could never take it. Open escrows in "
-                f"{fixed.currency}, or use a fee schedule without a fixed fee in another currency"
-            )
-        now = self.now()
-        params: dict[str, Any] = {
-            "bounty_id": bounty_id,
-            "poster_id": poster_id,
-            "amount": money,
-            "request_id": request_id,
-            "allow_additional": allow_additional,
-            "description": description,
-            "receipt_email": receipt_email,
-        }
-        print_ = idem.fingerprint("open", params)
-        escrow_id, op_id = new_id("esc"), new_id("op")
-        committed: list[DomainEvent] = []
-
-        def work(uow: UnitOfWork) -> Started | Denied | BountyEscrowError:
-            replay = self._replayed(uow, actor, idempotency_key, "open", print_, now)
-            if replay is not None:
-                return replay
-            decision = self.policy.decide(actor, "open", None, {**params, "now": now})
-            if not decision.allowed:
-                return self._deny(uow, actor, "open", None, decision.reason, correlation_id)
-            if not allow_additional:
-                # Concurrent opens of one (bounty, poster) run one after the other from here,
-                # so the second sees the first's escrow (READ COMMITTED reads it anew).
-                uow.escrows.lock_bounty(bounty_id, poster_id)
-                for other in uow.escrows.find(bounty_id=bounty_id, poster_id=poster_id):
-                    if other.is_open:
-                        exc = EscrowExistsError(
-                            f"escrow {other.id} for bounty {bounty_id!r} and poster "
-                            f"{poster_id!r} is {other.status.value}; use it, or pass "
-                            "allow_additional=True for a second one",
-                            existing_id=other.id,
-                        )
-                        return self._refused(uow, exc, actor, idempotency_key, "open", print_, now)
-            escrow = Escrow.new(
-                id=escrow_id,
-                bounty_id=bounty_id,
-                poster_id=poster_id,
-                amount=money,
-                fee_schedule=self.fees,
-                created_at=now,
-                request_id=request_id,
-            )
-            outcome = tr.start_funding(
-                escrow,
-                op_id=op_id,
-                actor_id=actor.id,
-                now=now,
-                payment_method_types=self.settings.payment_method_types,
-                description=description,
-                receipt_email=receipt_email,
-                namespace=self.namespace,
-            )
-            lease = now + self.lease
-            outcome = attrs.evolve(
-                outcome,
-                operations=tuple(
-                    attrs.evolve(o, claimed_until=lease, sent_at=now, correlation_id=correlation_id)
-                    for o in outcome.operations
-                ),
-            )
-            committed[:] = self._persist(
-                uow,
-                outcome,
-                before=None,
-                action="open",
-                actor_id=actor.id,
-                correlation_id=correlation_id,
-                new_operations=[op_id],
-                new_escrow=True,
-            )
-            key = self._started_key(
-                uow,
-                actor,
-                idempotency_key,
-                "open",
-                print_,
-                now,
-                kind="escrow",
-                ref=escrow_id,
-                lease=lease,
-            )
-            [funding] = outcome.operations
-            return Started(escrow_id, new=True, operation=funding, escrow=outcome.escrow, key=key)
-
-        result = self._step1(self._tx(work))
-        secret: str | None = None
-        recorded: Escrow | None = None
-        if result.new:
-            self._publish(committed)
-            assert result.operation is not None
-            secret, recorded = self._drive_funding(
-                result.operation, escrow=result.escrow, key=result.key
-            )
-        else:
-            funding = next(
-                (o for o in self.operations(result.ref) if o.kind is OperationKind.FUNDING), None
-            )
-            if funding is not None and funding.gateway_ref is None:
-                secret = self._resume_funding(funding.id)
-        # The escrow as the funding's step 3 committed it, or as it is now.
-        escrow = recorded or self.get(result.ref)
-        if secret is None and escrow.payment_ref and escrow.status is EscrowStatus.AWAITING_FUNDING:
-            try:
-                secret = self.gateway.get_payment(escrow.payment_ref).client_secret
-            except GatewayError as exc:
-                log.warning("could not fetch the client secret of %s: %s", escrow.id, exc)
-        return attrs.evolve(escrow, client_secret=secret)
-
-    def _drive_funding(
-        self, funding: Operation, *, escrow: Escrow | None = None, key: KeyHolder = None
-    ) -> tuple[str | None, Escrow | None]:
-        """Send a funding: the client secret, and the escrow as step 3 committed it."""
-        secret: list[str | None] = [None]
-
-        def capture(result: object) -> None:
-            if isinstance(result, PaymentSnapshot):
-                secret[0] = result.client_secret
-
-        recorded = self._drive(funding, escrow=escrow, key=key, on_result=capture)
-        return secret[0], recorded.escrow
-
-    def _resume_funding(self, op_id: str) -> str | None:
-        """Send a funding a replayed `open_escrow` found unsent, unless someone else does."""
-        claimed = self._claim(op_id)
-        return None if claimed is None else self._drive_funding(claimed)[0]
+        return self._commands.open_escrow(
+            bounty_id=bounty_id,
+            poster_id=poster_id,
+            amount=amount,
+            actor=actor,
+            request_id=request_id,
+            allow_additional=allow_additional,
+            description=description,
+            receipt_email=receipt_email,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
 
     def cancel(
         self,
@@ -285,45 +224,9 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             InvalidTransitionError: it is funded, or the payment succeeded or is processing
                 (the funding is then applied; refund instead).
         """
-        actor = self._actor(actor)
-
-        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
-            outcome = tr.start_cancel(escrow, op_id=op_id, actor_id=actor.id, now=now)
-            cancel_op = outcome.operations[0]
-            if cancel_op.request is None:  # the payment was never created: nothing to call
-                funding = next(
-                    (
-                        o
-                        for o in uow.operations.for_escrow(escrow.id)
-                        if o.kind is OperationKind.FUNDING
-                    ),
-                    None,
-                )
-                done = tr.complete_cancel(escrow, cancel_op, funding, now=now)
-                return attrs.evolve(done, events=outcome.events + done.events)
-            return outcome
-
-        started = self._run(
-            action="cancel",
-            actor=actor,
-            escrow_id=escrow_id,
-            params={},
-            decide=decide,
-            idempotency_key=idempotency_key,
-            correlation_id=correlation_id,
+        return self._commands.cancel(
+            escrow_id, actor=actor, idempotency_key=idempotency_key, correlation_id=correlation_id
         )
-        op = self._send_or_resume(started)
-        escrow = self.get(escrow_id)
-        if op.status is OperationStatus.FAILED:
-            raise InvalidTransitionError(
-                f"cannot cancel escrow {escrow_id}: {op.error}; it is now "
-                f"{escrow.status.value}, refund it instead",
-                current=escrow.status.value,
-                attempted="cancel",
-            )
-        return escrow
-
-    # --- moving money -------------------------------------------------------------------------
 
     def release(
         self,
@@ -345,37 +248,14 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             ValidationError, InsufficientFundsError, EscrowFrozenError, InvalidTransitionError,
             PayeeNotFoundError, PermissionDeniedError.
         """
-        actor = self._actor(actor)
-        idempotency_key = self._required_key(idempotency_key, "release")
-        self._text(payee_id, "payee_id")
-        money = self._money(amount, "amount", optional=True)
-
-        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
-            payee = uow.payees.get(payee_id)
-            if payee is None:
-                raise PayeeNotFoundError(
-                    f"payee {payee_id!r} is not registered; call register_payee first"
-                )
-            return tr.start_release(
-                escrow,
-                op_id=op_id,
-                payee=payee,
-                gross=money,
-                actor_id=actor.id,
-                now=now,
-                namespace=self.namespace,
-            )
-
-        started = self._run(
-            action="release",
+        return self._commands.release(
+            escrow_id,
+            payee_id=payee_id,
+            amount=amount,
             actor=actor,
-            escrow_id=escrow_id,
-            params={"payee_id": payee_id, "amount": money},
-            decide=decide,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(started)
 
     def refund(
         self,
@@ -398,77 +278,15 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
             ReversalFailedError: a reversal failed (its shortfall says how much is missing).
             ValidationError, InsufficientFundsError, EscrowFrozenError, PermissionDeniedError.
         """
-        actor = self._actor(actor)
-        idempotency_key = self._required_key(idempotency_key, "refund")
-        money = self._money(amount, "amount", optional=True)
-        params = {"amount": money, "reason": reason, "reverse_releases": reverse_releases}
-        # The key is checked before any effect: a replay returns the first refund without
-        # reversing releases made since, and other parameters are refused before reversing.
-        if reverse_releases and not self._key_replays(
-            actor, idempotency_key, "refund", escrow_id, params
-        ):
-            self._reverse_all(escrow_id, actor, idempotency_key, correlation_id)
-
-        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
-            # While frozen, only whoever the policy lets refund a frozen escrow (admins) may,
-            # and only while Stripe says every disputed charge can still be refunded.
-            allow_frozen = (
-                escrow.frozen
-                and self.policy.decide(actor, "refund_frozen", escrow, {"now": now}).allowed
-            )
-            if allow_frozen and any(
-                d.open and not d.charge_refundable for d in uow.disputes.for_escrow(escrow.id)
-            ):
-                allow_frozen = False
-            return tr.start_refund(
-                escrow,
-                op_id=op_id,
-                amount=money,
-                actor_id=actor.id,
-                now=now,
-                reason=reason,
-                allow_frozen=allow_frozen,
-                namespace=self.namespace,
-            )
-
-        started = self._run(
-            action="refund",
+        return self._commands.refund(
+            escrow_id,
+            amount=amount,
             actor=actor,
-            escrow_id=escrow_id,
-            params=params,
-            decide=decide,
+            reason=reason,
+            reverse_releases=reverse_releases,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(started)
-
-    def _reverse_all(
-        self, escrow_id: str, actor: Actor, key: str, correlation_id: str | None
-    ) -> None:
-        for release in self.operations(escrow_id):
-            if (
-                release.kind is not OperationKind.RELEASE
-                or release.status is not OperationStatus.SUCCEEDED
-            ):
-                continue
-            if release.reversed is not None and release.reversed >= release.net:
-                continue
-            reversal = self.reverse(
-                escrow_id,
-                release.id,
-                actor=actor,
-                idempotency_key=f"{key}:reverse:{release.id}",
-                correlation_id=correlation_id,
-            )
-            if reversal.status is not OperationStatus.SUCCEEDED:
-                missing = reversal.net
-                raise ReversalFailedError(
-                    f"reversal {reversal.id} of release {release.id} is {reversal.status.value}"
-                    f" ({reversal.error or 'outcome unknown'}); {missing} could not be pulled "
-                    "back from the payee, so nothing was refunded",
-                    shortfall=missing,
-                    operation_id=reversal.id,
-                )
 
     def reverse(
         self,
@@ -486,45 +304,14 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         share comes back with it (`reversal_fee_share`). A payee whose balance no longer
         covers it makes the reversal `failed`.
         """
-        actor = self._actor(actor)
-        idempotency_key = self._required_key(idempotency_key, "reverse")
-        money = self._money(amount, "amount", optional=True)
-
-        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
-            release = uow.operations.get(operation_id)
-            if release is None or release.escrow_id != escrow.id:
-                raise OperationNotFoundError(f"no operation {operation_id!r} in escrow {escrow.id}")
-            pending = sum(
-                (
-                    o.net.amount
-                    for o in uow.operations.for_escrow(escrow.id)
-                    if o.kind is OperationKind.REVERSAL
-                    and o.target_id == release.id
-                    and o.status.open
-                ),
-                0,
-            )
-            return tr.start_reversal(
-                escrow,
-                release,
-                op_id=op_id,
-                amount=money,
-                pending_reversals=Money(pending, escrow.currency),
-                actor_id=actor.id,
-                now=now,
-                namespace=self.namespace,
-            )
-
-        started = self._run(
-            action="reverse",
+        return self._commands.reverse(
+            escrow_id,
+            operation_id,
+            amount=amount,
             actor=actor,
-            escrow_id=escrow_id,
-            params={"operation_id": operation_id, "amount": money},
-            decide=decide,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
-        return self._send_or_resume(started)
 
     def cancel_operation(
         self,
@@ -535,98 +322,172 @@ class EscrowService(PayeeCommands, GatewayEventIntake):
         correlation_id: str | None = None,
     ) -> Operation:
         """Cancel a release still waiting for its payee; its money is available again."""
-        actor = self._actor(actor)
-        now = self.now()
-        print_ = idem.fingerprint("cancel_operation", {"operation_id": operation_id})
-        committed: list[DomainEvent] = []
-
-        def work(uow: UnitOfWork) -> Denied | None:
-            if idempotency_key is not None and idem.existing(
-                uow,
-                actor_id=actor.id,
-                key=idempotency_key,
-                action="cancel_operation",
-                print_=print_,
-                now=now,
-            ):
-                return None
-            target = uow.operations.get(operation_id)
-            if target is None:
-                raise OperationNotFoundError(f"no operation with id {operation_id!r}")
-            escrow = self._lock_escrow_or_404(uow, target.escrow_id)
-            decision = self.policy.decide(
-                actor, "cancel_operation", escrow, {"operation_id": operation_id, "now": now}
-            )
-            if not decision.allowed:
-                return self._deny(
-                    uow, actor, "cancel_operation", escrow.id, decision.reason, correlation_id
-                )
-            op = uow.operations.get(operation_id)
-            assert op is not None
-            outcome = tr.cancel_waiting(escrow, op, now=now)
-            committed[:] = self._persist(
-                uow,
-                outcome,
-                before=escrow,
-                action="cancel_operation",
-                actor_id=actor.id,
-                correlation_id=correlation_id,
-            )
-            if idempotency_key is not None:
-                uow.idempotency.save(
-                    attrs.evolve(
-                        self._idem_record(actor, idempotency_key, "cancel_operation", print_, now),
-                        result_kind="operation",
-                        result_ref=operation_id,
-                    )
-                )
-            return None
-
-        denied = self._tx(work)
-        if denied is not None:
-            raise denied.error
-        self._publish(committed)
-        return self.get_operation(operation_id)
+        return self._commands.cancel_operation(
+            operation_id,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
 
     def clear_fraud_warning(
         self, escrow_id: str, *, actor: Actor, correlation_id: str | None = None
     ) -> Escrow:
         """Let an escrow frozen by an early fraud warning move again (admins)."""
-        actor = self._actor(actor)
-        committed: list[DomainEvent] = []
-
-        def work(uow: UnitOfWork) -> Denied | Escrow:
-            escrow = self._lock_escrow_or_404(uow, escrow_id)
-            decision = self.policy.decide(actor, "clear_fraud_warning", escrow, {})
-            if not decision.allowed:
-                return self._deny(
-                    uow, actor, "clear_fraud_warning", escrow_id, decision.reason, correlation_id
-                )
-            outcome = tr.clear_fraud_warning(escrow)
-            committed[:] = self._persist(
-                uow,
-                outcome,
-                before=escrow,
-                action="clear_fraud_warning",
-                actor_id=actor.id,
-                correlation_id=correlation_id,
-            )
-            return outcome.escrow
-
-        result = self._tx(work)
-        if isinstance(result, Denied):
-            raise result.error
-        self._publish(committed)
-        if result.frozen:
-            return result
-        # Releases that waited for the escrow to unfreeze (their payee ready) go out now.
-        waiting = self._read(
-            lambda uow: [
-                op.id
-                for op in uow.operations.for_escrow(escrow_id)
-                if op.status is OperationStatus.AWAITING_PAYEE
-            ]
+        return self._commands.clear_fraud_warning(
+            escrow_id, actor=actor, correlation_id=correlation_id
         )
-        for op_id in waiting:
-            self._send_ready_release(op_id)
-        return self.get(escrow_id) if waiting else result
+
+    def register_payee(
+        self,
+        payee_id: str,
+        *,
+        country: str,
+        email: str | None = None,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Payee:
+        """Create the payee's connected account (once per payee; later calls return it).
+
+        A later call for a registered payee returns it unchanged (its email and country are
+        not updated). With `idempotency_key`, reusing the key with another payee, country or
+        email raises `IdempotencyConflictError`.
+        """
+        return self._payees.register_payee(
+            payee_id,
+            country=country,
+            email=email,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+
+    def onboarding_link(
+        self, payee_id: str, *, return_url: str, refresh_url: str, actor: Actor | None = None
+    ) -> str:
+        """A one-time URL where the payee completes onboarding at the gateway."""
+        return self._payees.onboarding_link(
+            payee_id, return_url=return_url, refresh_url=refresh_url, actor=actor
+        )
+
+    def get_payee(self, payee_id: str) -> Payee:
+        """The registered payee. Raises `PayeeNotFoundError`."""
+        return self._payees.get_payee(payee_id)
+
+    def apply_event(self, event: GatewayEvent, *, payload: str | None = None) -> WebhookStatus:
+        """Apply one gateway event; what the webhook dispatcher calls.
+
+        Returns ``processed`` or ``ignored``. An event seen before (processed or ignored)
+        changes nothing. The event id is recorded in the same transaction as its effect.
+        `payload` (the raw body) is kept only if the event fails, for `replay`.
+
+        An event is *ignored without being recorded* when it is not about this deployment:
+        its object's metadata names another `namespace`, or neither its metadata nor its ids
+        (PaymentIntent, charge's PaymentIntent, transfer, refund, dispute, payee account)
+        are ours; nothing is fetched for it. So is a Connect event (one naming a connected
+        ``account``) of the other mode: Stripe sends both modes' Connect events to live
+        endpoints.
+
+        This method trusts nobody's signature: a PaymentIntent reported as succeeded is
+        fetched from the gateway, and what the gateway says is applied. (The webhook
+        dispatcher verifies the request's signature first and applies the signed snapshot.)
+
+        Raises:
+            EventNotReadyError: the event names an escrow whose creation has not committed yet
+                (answer 500 so the gateway redelivers); after `event_not_ready_window` such an
+                event is ignored.
+            WebhookPayloadError: the event is from the other mode (live vs test) and names no
+                connected account.
+            GatewayRejectedError: the gateway refused to show an object of ours (an alert
+                ``gateway_object_unavailable`` is raised; the event is recorded failed).
+        """
+        return self._intake.apply_event(event, payload=payload)
+
+    def failed_events(self, *, limit: int = 100) -> list[WebhookEventRecord]:
+        """Gateway events whose processing failed, oldest first (replay them)."""
+        return self._intake.failed_events(limit=limit)
+
+    def webhook_event(self, event_id: str) -> WebhookEventRecord | None:
+        """The log record of a gateway event, if it was seen."""
+        return self._intake.webhook_event(event_id)
+
+    def get(self, escrow_id: str, *, actor: Actor | None = None) -> Escrow:
+        """The escrow. With `actor`, the read is authorized. Raises `EscrowNotFoundError`."""
+        return self._reads.get(escrow_id, actor=actor)
+
+    def find(self, *, bounty_id: str | None = None, poster_id: str | None = None) -> list[Escrow]:
+        """Escrows of a bounty and/or a poster, oldest first."""
+        return self._reads.find(bounty_id=bounty_id, poster_id=poster_id)
+
+    def get_operation(self, operation_id: str) -> Operation:
+        """The operation. Raises `OperationNotFoundError`."""
+        return self._reads.get_operation(operation_id)
+
+    def operations(self, escrow_id: str, *, actor: Actor | None = None) -> list[Operation]:
+        """The escrow's operations, oldest first. With `actor`, the read is authorized."""
+        return self._reads.operations(escrow_id, actor=actor)
+
+    def ledger(self, escrow_id: str, *, actor: Actor | None = None) -> list[JournalEntry]:
+        """The escrow's journal entries in booking order. With `actor`, the read is authorized."""
+        return self._reads.ledger(escrow_id, actor=actor)
+
+    def audit_trail(self, escrow_id: str, *, actor: Actor | None = None) -> list[AuditRecord]:
+        """The escrow's audit records in order. With `actor`, the read is authorized."""
+        return self._reads.audit_trail(escrow_id, actor=actor)
+
+    def disputes(self, escrow_id: str, *, actor: Actor | None = None) -> list[Dispute]:
+        """The escrow's disputes. With `actor`, the read is authorized."""
+        return self._reads.disputes(escrow_id, actor=actor)
+
+    def events(self, after: int = 0, *, limit: int = 100) -> list[DomainEvent]:
+        """Domain events after the cursor `after` (an event's `seq`), oldest first."""
+        return self._reads.events(after, limit=limit)
+
+    def required_reserve(self, currency: str) -> Money:
+        """How much must stay in the platform balance: everything held in `currency`."""
+        return self._reads.required_reserve(currency)
+
+    def nearing_max_hold(self, *, within: timedelta = timedelta(days=7)) -> list[Escrow]:
+        """Escrows still holding money whose `max_hold` ends within `within`."""
+        return self._reads.nearing_max_hold(within=within)
+
+    def check_invariants(self) -> list[str]:
+        """Check I1-I4 over every escrow; returns the violations (empty when all hold)."""
+        return self._reads.check_invariants()
+
+    def claim(self, op_id: str) -> bool:
+        """Lease a pending operation to this caller; False if someone else holds it."""
+        return self._driver.claim(op_id)
+
+    def drive(
+        self,
+        op_id: str,
+        *,
+        lookup_first: bool = False,
+        idem: tuple[str, str] | None = None,
+        on_result: Callable[[GatewayObject], None] | None = None,
+    ) -> Operation:
+        """Send a claimed pending operation and record the answer. Returns the operation.
+
+        `on_result` sees the gateway's answer (the caller that needs a client secret).
+        """
+        return self._driver.drive(op_id, lookup_first=lookup_first, idem=idem, on_result=on_result)
+
+    def recover(self, *, limit: int = 100) -> RecoveryReport:
+        """Re-drive operations left pending: unknown outcomes, crashes, awaited results.
+
+        Claims due operations with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so many
+        instances may run it at once) and resends each stored request unchanged. After a
+        replayed server error, or once the gateway may have forgotten the key, it first looks
+        the object up; only if it is absent and the key window has passed does it send a new
+        key generation.
+        """
+        return self._driver.recover(limit=limit)
+
+    def apply_object(self, uow: UnitOfWork, obj: GatewayObject) -> Applied:
+        """Apply one gateway object inside `uow`."""
+        return self._applier.apply_object(uow, obj)
+
+    def _apply_signed_event(self, event: GatewayEvent, *, payload: str | None) -> WebhookStatus:
+        """`apply_event` for an event whose webhook signature the dispatcher just verified."""
+        return self._intake.apply_signed_event(event, payload=payload)

@@ -1,4 +1,4 @@
-"""What every part of the service shares: ports, settings, transactions, persistence."""
+"""The service context: ports, settings, transactions, persistence, shared by every part."""
 
 from __future__ import annotations
 
@@ -95,8 +95,12 @@ class Denied:
     error: PermissionDeniedError
 
 
-class ServiceCore:
-    """Ports, settings and the helpers every service part uses."""
+class ServiceContext:
+    """What every part of the service shares: the ports, settings, lease and event hooks.
+
+    Every collaborator of `EscrowService` takes it in its constructor; it holds no state of
+    its own beyond what it was built with.
+    """
 
     def __init__(
         self,
@@ -115,12 +119,12 @@ class ServiceCore:
         self.clock = clock
         self.namespace = namespace
         self.settings = settings
-        self._hooks = tuple(hooks)
+        self.hooks = tuple(hooks)
         self.lease = lease_for(settings, gateway)
 
     # --- transactions -------------------------------------------------------------------------
 
-    def _tx(self, work: Callable[[UnitOfWork], T]) -> T:
+    def tx(self, work: Callable[[UnitOfWork], T]) -> T:
         """Run `work` in one unit of work, committing if it returns.
 
         A transient storage failure (deadlock, serialization failure, locked database) rolls
@@ -145,12 +149,12 @@ class ServiceCore:
                 log.warning("transient storage error, retrying (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))
 
-    def _read(self, work: Callable[[UnitOfWork], T]) -> T:
+    def read(self, work: Callable[[UnitOfWork], T]) -> T:
         """Run `work` in a unit of work that is never committed (reads only)."""
         with self.store.unit_of_work() as uow:
             return work(uow)
 
-    def _persist(
+    def persist(
         self,
         uow: UnitOfWork,
         outcome: Outcome,
@@ -200,7 +204,7 @@ class ServiceCore:
             )
         return events
 
-    def _deny(
+    def deny(
         self,
         uow: UnitOfWork,
         actor: Actor,
@@ -229,10 +233,10 @@ class ServiceCore:
         )
         return Denied(PermissionDeniedError(f"{actor.id} may not {action}: {reason}"))
 
-    def _publish(self, events: Iterable[DomainEvent]) -> None:
+    def publish(self, events: Iterable[DomainEvent]) -> None:
         """Give committed events to the post-commit hooks (the outbox is the durable copy)."""
         for event in events:
-            for hook in self._hooks:
+            for hook in self.hooks:
                 try:
                     hook(event)
                 except Exception:  # a host hook must not undo a committed money change
