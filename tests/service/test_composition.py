@@ -17,6 +17,7 @@ from bountyescrow.service import (
     _intake,
     _payees,
     _reads,
+    _recovery,
     _runner,
 )
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
@@ -30,6 +31,7 @@ PARTS = [
     _commands.EscrowCommands,
     _payees.Payees,
     _intake.EventIntake,
+    _recovery.Recovery,
 ]
 
 

@@ -5,7 +5,8 @@ The parts are composed here, each taking what it needs in its constructor (DESIG
 - `ServiceContext`: the ports, settings, lease and hooks, and the unit-of-work helpers;
 - `EventApplier`: turns gateway objects (events, polled objects, call answers) into
   transitions inside a unit of work;
-- `OperationDriver`: steps 2 and 3 of intent, call, record, and `recover()`;
+- `OperationDriver`: steps 2 and 3 of intent, call, record;
+- `Recovery`: `recover()`, which re-drives what was left pending;
 - `Reads`: escrows, operations, ledger, audit trail, events, invariants;
 - `CommandRunner`: step 1 of every command (authorization, idempotency, the intent);
 - `EscrowCommands`, `Payees`, `EventIntake`: the commands, payees, and gateway events in.
@@ -39,10 +40,11 @@ from bountyescrow.ports.store import EscrowStore, UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
 from bountyescrow.service._commands import EscrowCommands
 from bountyescrow.service._context import EventHook, ServiceContext
-from bountyescrow.service._driver import OperationDriver, RecoveryReport
+from bountyescrow.service._driver import OperationDriver
 from bountyescrow.service._intake import EventIntake
 from bountyescrow.service._payees import Payees
 from bountyescrow.service._reads import Reads
+from bountyescrow.service._recovery import Recovery, RecoveryReport
 from bountyescrow.service._runner import CommandRunner
 from bountyescrow.service._settings import EscrowSettings
 
@@ -124,6 +126,7 @@ class EscrowService:
         self._commands = EscrowCommands(self.ctx, runner, self._driver, self._reads, schedule)
         self._payees = Payees(self.ctx)
         self._intake = EventIntake(self.ctx, self._applier, self._driver)
+        self._recovery = Recovery(self.ctx, self._driver, self._applier)
 
     # --- what it was built with ------------------------------------------------------------
 
@@ -482,7 +485,7 @@ class EscrowService:
         the object up; only if it is absent and the key window has passed does it send a new
         key generation.
         """
-        return self._driver.recover(limit=limit)
+        return self._recovery.recover(limit=limit)
 
     def apply_object(self, uow: UnitOfWork, obj: GatewayObject) -> Applied:
         """Apply one gateway object inside `uow`."""

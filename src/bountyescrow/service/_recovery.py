@@ -1,0 +1,213 @@
+"""Recovery (DESIGN §7): re-drive what was left pending, and the backstops of lost webhooks.
+
+`recover()` claims due operations with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so many
+instances may run it at once) and resends each stored request unchanged; it polls objects whose
+outcome is awaited, asks the gateway again about payees that releases wait for, and sends
+waiting releases whose payee became ready while nobody sent them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from bountyescrow.domain.gateway_objects import GatewayObject
+from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.payee import Payee
+from bountyescrow.errors import GatewayError
+from bountyescrow.ports.store import UnitOfWork
+from bountyescrow.service._applier import Applied, EventApplier
+from bountyescrow.service._context import ServiceContext, log
+from bountyescrow.service._driver import REPLAYED, OperationDriver
+
+#: The longest wait between two polls of an object whose outcome is awaited.
+_MAX_POLL_WAIT = timedelta(days=1)
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What one `recover()` pass did."""
+
+    claimed: int
+    completed: int
+    still_pending: int
+    errors: int
+
+
+class Recovery:
+    """Finishes operations left pending, for `EscrowService.recover`."""
+
+    def __init__(self, ctx: ServiceContext, driver: OperationDriver, applier: EventApplier) -> None:
+        self.ctx = ctx
+        self.driver = driver
+        self.applier = applier
+
+    def recover(self, *, limit: int = 100) -> RecoveryReport:
+        """Re-drive operations left pending: unknown outcomes, crashes, awaited results.
+
+        See `EscrowService.recover`.
+        """
+        now = self.ctx.now()
+        claimed = self.ctx.tx(
+            lambda uow: uow.operations.claim_due(
+                now=now, lease_until=now + self.ctx.lease, limit=limit
+            )
+        )
+        completed = pending = errors = 0
+        try:
+            self._recheck_waiting_payees(now)
+        except Exception:
+            errors += 1
+            log.exception("re-checking payees that releases wait for failed")
+        # The backstop for releases whose payee became ready while nobody sent them (the
+        # process died between recording the readiness and sending).
+        for op_id in self.ctx.read(self._ready_waiting_releases):
+            try:
+                self.driver.send_ready_release(op_id)
+                completed += 1
+            except Exception:
+                errors += 1
+                log.exception("sending waiting release %s failed", op_id)
+        for op in claimed:
+            try:
+                result = self._recover_one(op, now)
+            except Exception:
+                errors += 1
+                log.exception(
+                    "recovery of operation %s failed",
+                    op.id,
+                    extra={"operation_id": op.id, "escrow_id": op.escrow_id},
+                )
+                continue
+            if result.status is OperationStatus.PENDING:
+                pending += 1
+            else:
+                completed += 1
+        return RecoveryReport(
+            claimed=len(claimed), completed=completed, still_pending=pending, errors=errors
+        )
+
+    @staticmethod
+    def _ready_waiting_releases(uow: UnitOfWork) -> list[str]:
+        # Only releases whose payee is ready: thousands still waiting must not starve them.
+        return [op.id for op in uow.operations.awaiting_payee(ready=True, limit=500)]
+
+    def _recheck_waiting_payees(self, now: datetime, *, limit: int = 20) -> int:
+        """Ask the gateway again about payees that releases wait for; return how many are ready.
+
+        A transfer refused with "destination not ready" marks the payee not ready, but the
+        account may be fine (a passing restriction), and then no `account.updated` ever comes
+        to say so: without this, the release would wait forever. Each payee is asked at most
+        once per `poll_interval`.
+        """
+        due = now - self.ctx.settings.poll_interval
+
+        def waiting(uow: UnitOfWork) -> list[Payee]:
+            payees: dict[str, Payee] = {}
+            for op in uow.operations.awaiting_payee(ready=False, limit=500):
+                payee = uow.payees.get(op.payee_id or "")
+                if payee is not None and (payee.updated_at is None or payee.updated_at <= due):
+                    payees.setdefault(payee.id, payee)
+            return list(payees.values())[:limit]
+
+        became_ready = 0
+        for payee in self.ctx.read(waiting):
+            try:
+                account = self.ctx.gateway.get_account(payee.account_ref)
+            except GatewayError as exc:
+                log.warning("re-checking payee %s failed: %s", payee.id, exc)
+                continue
+
+            def work(uow: UnitOfWork, payee: Payee = payee, account: Any = account) -> Applied:
+                applied = self.applier.apply_object(uow, account)
+                current = uow.payees.get(payee.id, for_update=True)
+                if current is not None and not current.ready:
+                    uow.payees.save(attrs.evolve(current, updated_at=now))
+                return applied
+
+            applied = self.ctx.tx(work)
+            became_ready += bool(applied.ready_releases)
+            self.driver.after_commit(applied)
+        return became_ready
+
+    def _recover_one(self, op: Operation, now: datetime) -> Operation:
+        if op.gateway_ref is not None:
+            return self._poll(op)
+        if op.sent_at is None:
+            # This key generation never went out (claim_due leased it without a send time):
+            # there is nothing to look up, and the key is fresh.
+            return self.driver.drive_leased(
+                self.ctx.tx(lambda uow: self._sending(uow, op, now))
+            ).operation
+        # The gateway keeps a key for 24 h from its first use: measure from this generation's
+        # first send, not from when the operation was created (it may have waited for days).
+        age = now - op.sent_at
+        window = self.ctx.settings.gateway_key_window
+        if age < window and op.gateway_status != REPLAYED:
+            return self.driver.drive_leased(op).operation
+        found = self.driver.lookup(op)
+        if found is not None:
+            return self.driver.record(op, found, None).operation
+        if age >= window:
+
+            def next_generation(uow: UnitOfWork) -> Operation:
+                current = uow.operations.get(op.id, for_update=True)
+                assert current is not None
+                renewed = attrs.evolve(
+                    current, generation=current.generation + 1, gateway_status=None, sent_at=now
+                )
+                uow.operations.save(renewed)
+                return renewed
+
+            return self.driver.drive_leased(self.ctx.tx(next_generation)).operation
+        # A replayed error inside the key window: the same key would replay it again.
+        wait_until = op.sent_at + window
+
+        def wait(uow: UnitOfWork) -> Operation:
+            current = uow.operations.get(op.id)
+            assert current is not None
+            return self.driver.finish(uow, current, None, next_attempt_at=wait_until)
+
+        return self.ctx.tx(wait)
+
+    @staticmethod
+    def _sending(uow: UnitOfWork, op: Operation, now: datetime) -> Operation:
+        """Note that `op`'s current key generation is sent now (starting its key window)."""
+        current = uow.operations.get(op.id, for_update=True)
+        assert current is not None
+        sent = attrs.evolve(current, sent_at=now)
+        uow.operations.save(sent)
+        return sent
+
+    def _poll(self, op: Operation) -> Operation:
+        """Ask the gateway how an awaited object stands (a lost webhook's backstop)."""
+        assert op.gateway_ref is not None
+        obj: GatewayObject | None = None
+        try:
+            if op.kind is OperationKind.FUNDING:
+                obj = self.ctx.gateway.get_payment(op.gateway_ref)
+            elif op.kind is OperationKind.REFUND:
+                obj = self.ctx.gateway.get_refund(op.gateway_ref)
+        except GatewayError as exc:
+            log.warning("polling %s failed: %s", op.id, exc)
+
+        def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
+            applied = Applied() if obj is None else self.applier.apply_object(uow, obj)
+            current = uow.operations.get(op.id)
+            assert current is not None
+            changes: dict[str, Any] = {}
+            if current.status is OperationStatus.PENDING:
+                # Each poll waits twice as long as the last (up to a day), so a payment the
+                # poster abandoned costs a few requests, not one every interval forever.
+                polls = current.attempts + 1
+                wait = min(
+                    self.ctx.settings.poll_interval * 2 ** min(polls - 1, 10), _MAX_POLL_WAIT
+                )
+                changes.update(attempts=polls, next_attempt_at=self.ctx.now() + wait)
+            return self.driver.finish(uow, current, None, **changes), applied
+
+        result, applied = self.ctx.tx(work)
+        self.driver.after_commit(applied)
+        return result
