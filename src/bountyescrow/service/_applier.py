@@ -148,7 +148,7 @@ class EventApplier:
                 self._reversal(uow, escrow, release, obj, applied)
         return applied
 
-    def _second_object(self, op: Operation, ref: str, what: str) -> bool:
+    def second_object(self, op: Operation, ref: str, what: str) -> bool:
         """True (and an alert) when `ref` is another gateway object for an operation that
         already has one: money may have moved twice, and a person must look at it. The
         second object is never booked."""
@@ -224,7 +224,7 @@ class EventApplier:
         # Re-read under the escrow lock: the call's own record step (or recover) may have
         # completed the release since the first read.
         release = uow.operations.get(release.id) or release
-        if self._second_object(release, transfer.ref, "transfer"):
+        if self.second_object(release, transfer.ref, "transfer"):
             return
         if release.status in (OperationStatus.FAILED, OperationStatus.CANCELLED):
             # A transfer exists, so money moved for a release the books say never sent any.
@@ -265,7 +265,7 @@ class EventApplier:
         _, op_id = tr.metadata_of(reversal.metadata)
         ours = uow.operations.get(op_id) if op_id else None
         if ours is not None and ours.kind is OperationKind.REVERSAL:
-            if self._second_object(ours, reversal.ref, "reversal") or not ours.status.open:
+            if self.second_object(ours, reversal.ref, "reversal") or not ours.status.open:
                 return escrow
             outcome = tr.complete_reversal(escrow, ours, release, reversal, now=self.ctx.now())
             return self.apply_outcome(uow, applied, escrow, outcome, "reversal_confirmed")
@@ -308,13 +308,15 @@ class EventApplier:
             # Re-read under the escrow lock: the call's own record step (or recover) may have
             # completed the refund since the first read.
             op = uow.operations.get(op.id) or op
-            if self._second_object(op, refund.ref, "refund"):
+            if self.second_object(op, refund.ref, "refund"):
                 return
             outcome = tr.apply_refund(target, op, refund, now=self.ctx.now())
             self.apply_outcome(uow, applied, target, outcome, f"refund_{refund.status}")
             return
-        if refund.status != "succeeded":
-            return  # an outside refund still pending: adopted once it succeeds
+        if refund.status in ("failed", "canceled"):
+            return  # an outside refund that never took money
+        # Stripe takes a refund's money from the balance when it is created, so a pending
+        # outside refund is adopted at once (as done); should it fail, the money comes back.
         adopted = new_id("op")
         outcome = tr.adopt_external_refund(
             target,

@@ -282,6 +282,10 @@ class OperationDriver:
                 self.applier.apply_outcome(uow, applied, escrow, outcome, "funding_cancelled")
             elif result is not None and current.status.open:
                 self._record_result(uow, escrow, current, result, applied)
+            elif result is not None and current.kind is not OperationKind.CANCEL:
+                # Finished meanwhile (a webhook, recovery): a different object is money moved
+                # twice, and a person must hear of it.
+                self.applier.second_object(current, result.ref, type(result).__name__)
             latest = applied.written.get(op.id, current)
             ended = end(latest)
             if ended != latest:  # no outcome wrote it: its lease still to end
@@ -365,6 +369,24 @@ class OperationDriver:
             current = uow.operations.get(op.id)  # under the escrow lock: as it is now
             assert current is not None
             applied = Applied()
+            if current.generation != op.generation or current.claimed_until != op.claimed_until:
+                # This call outlived its lease and another caller took the operation over (a
+                # new lease, maybe a new key generation, maybe an object already): the error
+                # says nothing about that caller's call, which may be in flight or may have
+                # moved the money. Failing the operation, or starting another generation,
+                # could lose track of money or pay twice; the error changes nothing but this
+                # call's idempotency lease, and the caller holding the operation finishes it.
+                log.warning(
+                    "operation %s: %s for key generation %d ignored; another caller holds the "
+                    "operation (generation %d)",
+                    op.id,
+                    type(exc).__name__,
+                    op.generation,
+                    current.generation,
+                    extra={"operation_id": op.id, "escrow_id": op.escrow_id},
+                )
+                self._end_key_lease(uow, key)
+                return current, applied
             changes: dict[str, Any] = {}
             if current.status.open:
                 changes = self._apply_error(uow, applied, escrow, current, exc, settled, now)
@@ -490,7 +512,7 @@ class OperationDriver:
             if claimed is not None:
                 self.drive_leased(claimed)
 
-    def send_ready_release(self, op_id: str) -> None:
+    def send_ready_release(self, op_id: str) -> bool:
         now = self.ctx.now()
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied] | None:
@@ -523,7 +545,11 @@ class OperationDriver:
             return applied.written[op_id], applied
 
         ready = self.ctx.tx(work)
-        if ready is not None:
-            leased, applied = ready
-            self.ctx.publish(applied.events)
-            self.drive_leased(leased)
+        if ready is None:
+            return False
+        leased, applied = ready
+        self.ctx.publish(applied.events)
+        # A generation after the first follows a refusal: look first, in case a slower call
+        # under an earlier key did move the money after all.
+        self.drive_leased(leased, lookup_first=leased.generation > 0)
+        return True

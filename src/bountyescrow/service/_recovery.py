@@ -65,8 +65,7 @@ class Recovery:
         # process died between recording the readiness and sending).
         for op_id in self.ctx.read(self._ready_waiting_releases):
             try:
-                self.driver.send_ready_release(op_id)
-                completed += 1
+                completed += self.driver.send_ready_release(op_id)
             except Exception:
                 errors += 1
                 log.exception("sending waiting release %s failed", op_id)
@@ -136,11 +135,15 @@ class Recovery:
         if op.gateway_ref is not None:
             return self._poll(op)
         if op.sent_at is None:
-            # This key generation never went out (claim_due leased it without a send time):
-            # there is nothing to look up, and the key is fresh.
-            return self.driver.drive_leased(
-                self.ctx.tx(lambda uow: self._sending(uow, op, now))
-            ).operation
+            # This key generation never went out (a refusal moved the operation on to it): the
+            # key is fresh, but an earlier generation's call may have been slower than its
+            # refusal's answer, so look before sending; and nothing new leaves a frozen escrow.
+            if op.generation > 0:
+                found = self.driver.lookup(op)
+                if found is not None:
+                    return self.driver.record(op, found, None).operation
+            sending, sent = self.ctx.tx(lambda uow: self._sending(uow, op, now))
+            return self.driver.drive_leased(sending).operation if sent else sending
         # The gateway keeps a key for 24 h from its first use: measure from this generation's
         # first send, not from when the operation was created (it may have waited for days).
         age = now - op.sent_at
@@ -152,16 +155,18 @@ class Recovery:
             return self.driver.record(op, found, None).operation
         if age >= window:
 
-            def next_generation(uow: UnitOfWork) -> Operation:
-                current = uow.operations.get(op.id, for_update=True)
-                assert current is not None
+            def next_generation(uow: UnitOfWork) -> tuple[Operation, bool]:
+                renewed, sent = self._sending(uow, op, now)
+                if not sent:
+                    return renewed, False  # frozen: parked
                 renewed = attrs.evolve(
-                    current, generation=current.generation + 1, gateway_status=None, sent_at=now
+                    renewed, generation=renewed.generation + 1, gateway_status=None
                 )
                 uow.operations.save(renewed)
-                return renewed
+                return renewed, True
 
-            return self.driver.drive_leased(self.ctx.tx(next_generation)).operation
+            renewed, sent = self.ctx.tx(next_generation)
+            return self.driver.drive_leased(renewed).operation if sent else renewed
         # A replayed error inside the key window: the same key would replay it again.
         wait_until = op.sent_at + window
 
@@ -172,14 +177,25 @@ class Recovery:
 
         return self.ctx.tx(wait)
 
-    @staticmethod
-    def _sending(uow: UnitOfWork, op: Operation, now: datetime) -> Operation:
-        """Note that `op`'s current key generation is sent now (starting its key window)."""
-        current = uow.operations.get(op.id, for_update=True)
+    def _sending(self, uow: UnitOfWork, op: Operation, now: datetime) -> tuple[Operation, bool]:
+        """Note that `op` goes out now under a key nothing was sent with (its window starts).
+
+        Nothing new leaves a frozen escrow: the operation is parked instead (lease ended,
+        looked at again after `poll_interval`), and False says it is not to be sent.
+        """
+        escrow = self.applier.lock_escrow(uow, op.escrow_id)
+        current = uow.operations.get(op.id)
         assert current is not None
+        if current.status is not OperationStatus.PENDING:
+            return current, False  # settled meanwhile (a withdrawal cut it, a webhook...)
+        if escrow.frozen and current.kind is OperationKind.RELEASE:
+            parked = self.driver.finish(
+                uow, current, None, next_attempt_at=now + self.ctx.settings.poll_interval
+            )
+            return parked, False
         sent = attrs.evolve(current, sent_at=now)
         uow.operations.save(sent)
-        return sent
+        return sent, True
 
     def _poll(self, op: Operation) -> Operation:
         """Ask the gateway how an awaited object stands (a lost webhook's backstop)."""

@@ -24,7 +24,7 @@ from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
 from bountyescrow.service._context import Denied, ServiceContext, new_id
-from bountyescrow.service._driver import OperationDriver
+from bountyescrow.service._driver import REPLAYED, OperationDriver
 from bountyescrow.service._reads import Reads
 
 Decide = Callable[[UnitOfWork, Escrow, datetime, str], Outcome]
@@ -250,6 +250,23 @@ class CommandRunner:
             error.retryable = False
             raise error from exc
 
+    def _resendable(self, op: Operation) -> bool:
+        """Whether a host's retry may resend `op`'s stored request under its key right now.
+
+        Only a first send, or a resend inside the gateway's key window that is not backing off
+        and follows no replayed error: anything else (a key the gateway may have forgotten, a
+        generation that needs a look-up first, a back-off after a refusal) is recover()'s, which
+        looks the object up before it sends again.
+        """
+        if op.sent_at is None:
+            return op.generation == 0
+        now = self.ctx.now()
+        if op.next_attempt_at is not None and op.next_attempt_at > now:
+            return False
+        if op.gateway_status == REPLAYED:
+            return False
+        return now - op.sent_at < self.ctx.settings.gateway_key_window
+
     def _send_or_resume_recorded(self, started: Started) -> Operation:
         if started.new:
             op = started.operation
@@ -261,7 +278,7 @@ class CommandRunner:
             return op
         # A replayed key: the first call's operation as it is now; send it if nobody does.
         op = self.reads.get_operation(started.ref)
-        if not _sendable(op):
+        if not _sendable(op) or not self._resendable(op):
             return op
         claimed = self.driver.claim_operation(op.id)
         if claimed is None:

@@ -39,6 +39,17 @@ class EscrowSettings(BaseModel):
     #: Units of work retried on a transient storage error (deadlock, serialization).
     storage_retries: int = Field(default=5, ge=0)
 
+    @field_validator("gateway_key_window")
+    @classmethod
+    def _inside_stripes_key_memory(cls, value: timedelta) -> timedelta:
+        # Past 24 h Stripe may have forgotten the key: a resend could move the money again.
+        if not timedelta(0) < value < timedelta(hours=24):
+            raise ValueError(
+                f"gateway_key_window must be between 0 and 24 h (Stripe keeps keys for 24 h), "
+                f"got {value}"
+            )
+        return value
+
     @field_validator("settlement_currencies")
     @classmethod
     def _known(cls, value: frozenset[str]) -> frozenset[str]:

@@ -991,12 +991,17 @@ class FakeGateway:
             )
             return warning.id
 
-    def refund_outside(self, payment_ref: str, amount: Money | None = None) -> str:
+    def refund_outside(
+        self, payment_ref: str, amount: Money | None = None, *, pending: bool = False
+    ) -> str:
         """Someone refunds in the Dashboard (no bountyescrow metadata), succeeded at once;
         queues ``charge.refunded``, ``refund.created`` and ``charge.refund.updated``.
 
         Args:
             amount: default: everything not refunded yet.
+            pending: the refund is created ``pending`` (the bank has yet to confirm; Stripe
+                has taken the money from the balance already); finish it with
+                `settle_refund`.
 
         Returns:
             The refund's id.
@@ -1009,7 +1014,9 @@ class FakeGateway:
             if amount is None:
                 charge = self._refundable_charge(pi)
                 amount = Money(charge.amount.amount - charge.amount_refunded, pi.amount.currency)
-            refund = self._refund(payment_ref, amount, {}, reason="requested_by_customer")
+            refund = self._refund(
+                payment_ref, amount, {}, reason="requested_by_customer", pending=pending
+            )
             self._queue_refund_events(
                 refund, ("charge.refunded", "refund.created", "charge.refund.updated")
             )

@@ -26,7 +26,12 @@ from bountyescrow.domain.gateway_objects import (
 )
 from bountyescrow.domain.ledger import JournalEntry
 from bountyescrow.domain.money import Money
-from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
+from bountyescrow.domain.operation import (
+    RESERVING_KINDS,
+    Operation,
+    OperationKind,
+    OperationStatus,
+)
 from bountyescrow.errors import (
     EscrowFrozenError,
     InsufficientFundsError,
@@ -225,6 +230,21 @@ class _Withdrawal:
     events: tuple[DomainEvent, ...]
 
 
+def _never_sent(op: Operation) -> bool:
+    """An open operation whose money has certainly not left: a release waiting for its payee,
+    or an operation whose last key generation was refused and whose next one has not gone
+    out (`sent_at` is None, and only recovery sends it, under the escrow lock)."""
+    if op.kind is OperationKind.RELEASE and op.status is OperationStatus.AWAITING_PAYEE:
+        return True
+    return (
+        op.status is OperationStatus.PENDING
+        and op.kind in RESERVING_KINDS
+        and op.gateway_ref is None
+        and op.sent_at is None
+        and op.generation > 0
+    )
+
+
 def _withdraw(
     escrow: Escrow,
     amount: Money,
@@ -235,21 +255,15 @@ def _withdraw(
 ) -> _Withdrawal:
     """Take `amount`, which left at the gateway, from the escrow's held money.
 
-    First what is available; then the reservations of releases certainly never sent (waiting
-    for their payee), newest first, which fail with `reason`; only what is committed to
-    operations that may be in flight stays reserved, and the rest becomes debt.
+    First what is available; then the reservations of operations certainly never sent,
+    newest first, which fail with `reason`; only what is committed to operations that may be
+    in flight stays reserved, and the rest becomes debt.
     """
     zero = Money.zero(escrow.currency)
     cut: list[Operation] = []
     events: list[DomainEvent] = []
     waiting = sorted(
-        (
-            op
-            for op in operations
-            if op.escrow_id == escrow.id
-            and op.kind is OperationKind.RELEASE
-            and op.status is OperationStatus.AWAITING_PAYEE
-        ),
+        (op for op in operations if op.escrow_id == escrow.id and _never_sent(op)),
         key=lambda op: (op.created_at, op.id),
         reverse=True,
     )
