@@ -53,6 +53,7 @@ from bountyescrow.testing import (
     books_agree,
     during_next_call,
 )
+from bountyescrow.webhooks import WebhookDispatcher
 from tests.service.crashing import Crash, CrashingStore
 
 ADMIN = Actor("admin", roles={"admin"})
@@ -167,6 +168,7 @@ class Simulation:
             settings=EscrowSettings(settlement_currencies=frozenset({self.currency})),
         )
         self.lease: timedelta = getattr(self.service, "lease", timedelta(seconds=60))
+        self.dispatcher = WebhookDispatcher(self.service, secrets=["whsec_sim"])
         self.settle_every = settle_every
         self.stop_at_first = stop_at_first
         self.step_no = 0
@@ -275,6 +277,7 @@ class Simulation:
         "deliver_some": 6,
         "deliver_late": 3,
         "lose_events": 2,
+        "deliver_signed": 4,
         "crash": 4,
         "recover": 5,
         "time_passes": 4,
@@ -743,6 +746,29 @@ class Simulation:
         self.rng.shuffle(late)
         self._log(f"deliver {len(late)} late events")
         self._apply(late)
+
+    def do_deliver_signed(self) -> None:
+        """Deliver as Stripe does: signed requests to the webhook endpoint (`handle`).
+
+        A 500 means "deliver again later"; a 400 for a request the fake signed would lose the
+        event for good, so it is a violation.
+        """
+        with self.fake._lock:  # the events and their Stripe-shaped bodies, in one order
+            pairs = list(zip(self.fake.pending_events, self.fake.pending_payloads, strict=True))
+            self.fake.drop_events()
+        if self.rng.random() < 0.5:
+            self.rng.shuffle(pairs)
+        self._log(f"deliver {len(pairs)} signed requests")
+        for event, payload in pairs:
+            body, headers = self.fake.webhook_request(payload)
+            response = self.dispatcher.handle(body=body, headers=headers)
+            if response.status >= 500:
+                self.late.append(event)
+            elif response.status != 200:
+                self._violation(
+                    "webhook",
+                    f"{event.type} {event.id} answered {response.status}: {response.body!r}",
+                )
 
     def do_lose_events(self) -> None:
         """Lose for good the events that report the library's own transfers and refunds made.
