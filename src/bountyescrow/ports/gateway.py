@@ -165,6 +165,10 @@ class PaymentGateway(Protocol):
         """Fetch a refund (re-fetched before applying: refunds change state)."""
         ...
 
+    def get_transfer(self, transfer_ref: str) -> TransferSnapshot:
+        """Fetch a transfer with all its reversals (to confirm an event that was not signed)."""
+        ...
+
     def get_dispute(self, dispute_ref: str) -> DisputeSnapshot:
         """Fetch a dispute with its withdrawn and reinstated totals."""
         ...

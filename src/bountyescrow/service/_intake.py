@@ -137,25 +137,32 @@ class EventIntake:
         """Whether `_refetch` asks the gateway for the object's current state."""
         if isinstance(obj, AccountSnapshot):
             return not obj.deauthorized
-        if isinstance(obj, PaymentSnapshot):
-            # A succeeded payment funds an escrow: only a signed snapshot is trusted for that.
-            return not signed and obj.status == "succeeded"
+        if isinstance(obj, PaymentSnapshot | TransferSnapshot | ReversalSnapshot):
+            # Payments fund and cancel escrows, transfers complete releases and bring
+            # reversals: only a signed snapshot is trusted as it is.
+            return not signed
         return isinstance(obj, RefundSnapshot | DisputeSnapshot)
 
     def _refetch(self, obj: GatewayObject, *, signed: bool) -> GatewayObject:
         # Refunds, disputes and accounts change after the event was sent: apply their
-        # current state. Payments and transfers are applied from the signed snapshot; a
-        # payment reported as succeeded by anything else is confirmed first.
+        # current state. Payments and transfers are applied from the signed snapshot; from
+        # anything else (an unsigned event) they are confirmed with the gateway first. A
+        # fraud warning is applied as it is: it only freezes, which moves no money.
         if not self._refetched(obj, signed=signed):
             return obj
+        gateway = self.ctx.gateway
         if isinstance(obj, RefundSnapshot):
-            return self.ctx.gateway.get_refund(obj.ref)
+            return gateway.get_refund(obj.ref)
         if isinstance(obj, DisputeSnapshot):
-            return self.ctx.gateway.get_dispute(obj.ref)
+            return gateway.get_dispute(obj.ref)
         if isinstance(obj, AccountSnapshot):
-            return self.ctx.gateway.get_account(obj.ref)
+            return gateway.get_account(obj.ref)
         if isinstance(obj, PaymentSnapshot):
-            return self.ctx.gateway.get_payment(obj.ref)
+            return gateway.get_payment(obj.ref)
+        if isinstance(obj, TransferSnapshot):
+            return gateway.get_transfer(obj.ref)
+        if isinstance(obj, ReversalSnapshot):
+            return gateway.get_transfer(obj.transfer_ref)
         return obj  # pragma: no cover - `_refetched` names the kinds above only
 
     # --- gateway events -----------------------------------------------------------------------

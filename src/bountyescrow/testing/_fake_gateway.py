@@ -369,7 +369,7 @@ class FakeGateway:
             return self._account_snapshot(self._account(account_ref))
 
     def get_transfer(self, transfer_ref: str) -> TransferSnapshot:
-        """Fetch a transfer with its reversals (not part of the port; handy in tests).
+        """Fetch a transfer with its reversals.
 
         Raises:
             GatewayRejectedError: no such transfer.

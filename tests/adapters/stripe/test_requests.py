@@ -514,6 +514,25 @@ class TestFetches:
         assert route.calls.last.request.method == "GET"
         assert (snapshot.status, snapshot.failure_reason) == ("failed", "expired_or_canceled_card")
 
+    def test_get_transfer_reads_every_reversal_page(
+        self, router: respx.MockRouter, gateway: StripeGateway
+    ) -> None:
+        """An unsigned event's transfer is confirmed with all its reversals."""
+        first = builders.transfer_reversal(id="trr_1", amount=1_000, transfer="tr_1")
+        second = builders.transfer_reversal(id="trr_2", amount=2_000, transfer="tr_1")
+        transfer = builders.transfer(id="tr_1", reversals=[first], reversals_have_more=True)
+        route = router.get("/v1/transfers/tr_1").mock(return_value=answer(transfer))
+        router.get("/v1/transfers/tr_1/reversals").mock(
+            return_value=answer(
+                builders.listing([first, second], url="/v1/transfers/tr_1/reversals")
+            )
+        )
+
+        snapshot = gateway.get_transfer("tr_1")
+
+        assert route.calls.last.request.method == "GET"
+        assert [r.ref for r in snapshot.reversals] == ["trr_1", "trr_2"]
+
     def test_get_dispute_sums_withdrawals_and_reinstatements_without_fees(
         self, router: respx.MockRouter, gateway: StripeGateway
     ) -> None:

@@ -445,6 +445,14 @@ class StripeGateway:
             refund = self._client.v1.refunds.retrieve(refund_ref)
         return self._read("get_refund", refund, parse_refund)
 
+    def get_transfer(self, transfer_ref: str) -> TransferSnapshot:
+        """Fetch a transfer with every reversal (``GET /v1/transfers/{id}``)."""
+        action = "get_transfer"
+        _checks.check_ref(action, "transfer_ref", transfer_ref)
+        with translated(action):
+            transfer = self._client.v1.transfers.retrieve(transfer_ref)
+        return self._read(action, transfer, self._transfer_parser(action))
+
     def get_dispute(self, dispute_ref: str) -> DisputeSnapshot:
         """Fetch a dispute with its withdrawn and reinstated totals (``GET /v1/disputes/{id}``)."""
         _checks.check_ref("get_dispute", "dispute_ref", dispute_ref)
