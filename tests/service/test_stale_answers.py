@@ -189,3 +189,28 @@ class TestRecoveryReport:
         fake.complete_onboarding(payee.account_ref)
         fake.deliver(service)
         assert service.recover().completed == 0
+
+
+class TestPayeeRechecks:
+    def test_a_payee_behind_hundreds_of_waiting_releases_is_asked_about_in_its_turn(
+        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
+    ) -> None:
+        """A transfer refused as "destination not ready" while the account is fine: no
+        account.updated ever comes, and recovery must ask about it, however many wait."""
+        ready_payee(service, fake)
+        esc = funded(service, fake, amount=600_000)
+        service.register_payee("slow", country="US")  # never finishes onboarding
+        for _ in range(501):
+            clock.advance(timedelta(seconds=1))
+            service.release(
+                esc.id, payee_id="slow", amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
+            )
+        fake.fail_next("transfer", "destination_not_ready")
+        late = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
+        )
+        assert late.status is OperationStatus.AWAITING_PAYEE
+        for _ in range(3):
+            clock.advance(timedelta(days=1))
+            service.recover()
+        assert service.get_operation(late.id).status is OperationStatus.SUCCEEDED

@@ -132,6 +132,14 @@ class PayeeRepository(Protocol):
         """The payee owning this connected account, or None."""
         ...
 
+    def waited_for(self, *, updated_before: datetime, limit: int) -> list[Payee]:
+        """Payees not ready that releases wait for, last updated at or before `updated_before`.
+
+        Least recently updated first, so that asking the gateway about them in turns reaches
+        every one however many wait.
+        """
+        ...
+
     def save(self, payee: Payee) -> None:
         """Insert or update a payee."""
         ...

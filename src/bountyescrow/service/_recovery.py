@@ -102,25 +102,18 @@ class Recovery:
         once per `poll_interval`.
         """
         due = now - self.ctx.settings.poll_interval
-
-        def waiting(uow: UnitOfWork) -> list[Payee]:
-            payees: dict[str, Payee] = {}
-            for op in uow.operations.awaiting_payee(ready=False, limit=500):
-                payee = uow.payees.get(op.payee_id or "")
-                if payee is not None and (payee.updated_at is None or payee.updated_at <= due):
-                    payees.setdefault(payee.id, payee)
-            return list(payees.values())[:limit]
-
+        waiting = self.ctx.read(lambda uow: uow.payees.waited_for(updated_before=due, limit=limit))
         became_ready = 0
-        for payee in self.ctx.read(waiting):
+        for payee in waiting:
+            account: Any = None
             try:
                 account = self.ctx.gateway.get_account(payee.account_ref)
             except GatewayError as exc:
                 log.warning("re-checking payee %s failed: %s", payee.id, exc)
-                continue
 
             def work(uow: UnitOfWork, payee: Payee = payee, account: Any = account) -> Applied:
-                applied = self.applier.apply_object(uow, account)
+                # Asked (or tried): its turn ends either way, so the others get theirs.
+                applied = Applied() if account is None else self.applier.apply_object(uow, account)
                 current = uow.payees.get(payee.id, for_update=True)
                 if current is not None and not current.ready:
                     uow.payees.save(attrs.evolve(current, updated_at=now))

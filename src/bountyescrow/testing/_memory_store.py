@@ -200,6 +200,21 @@ class _Payees:
     def save(self, payee: Payee) -> None:
         self._s.payees[payee.id] = payee
 
+    def waited_for(self, *, updated_before: datetime, limit: int) -> list[Payee]:
+        waited = {
+            op.payee_id
+            for op in self._s.operations.values()
+            if op.kind is OperationKind.RELEASE and op.status is OperationStatus.AWAITING_PAYEE
+        }
+        found = [
+            p
+            for p in self._s.payees.values()
+            if p.id in waited
+            and not p.ready
+            and (p.updated_at is None or p.updated_at <= updated_before)
+        ]
+        return sorted(found, key=lambda p: (p.updated_at or datetime.min, p.id))[:limit]
+
 
 class _Ledger:
     def __init__(self, state: _State) -> None:

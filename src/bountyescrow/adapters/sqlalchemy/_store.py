@@ -280,6 +280,24 @@ class _Payees(_Repository):
             )
         self._uow.run(self._sql.save_payee, m.payee_row(payee))
 
+    def waited_for(self, *, updated_before: datetime, limit: int) -> list[Payee]:
+        payees, ops = self._t.payees, self._t.operations
+        waited = sa.select(ops.c.payee_id).where(
+            ops.c.status == OperationStatus.AWAITING_PAYEE.value,
+            ops.c.kind == OperationKind.RELEASE.value,
+        )
+        stmt = (
+            sa.select(payees)
+            .where(
+                payees.c.ready.is_(False),
+                sa.or_(payees.c.updated_at.is_(None), payees.c.updated_at <= updated_before),
+                payees.c.id.in_(waited),
+            )
+            .order_by(payees.c.updated_at.asc().nulls_first(), payees.c.id)
+            .limit(limit)
+        )
+        return [m.payee_from(row) for row in self._uow.all(stmt)]
+
 
 class _Ledger(_Repository):
     def add(self, entry: JournalEntry) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import attrs
 
+from bountyescrow.domain.operation import OperationStatus
 from bountyescrow.domain.payee import Payee
 from bountyescrow.ports.store import EscrowStore
 from bountyescrow.testing.contracts._store_base import StoreContractBase
-from bountyescrow.testing.contracts._store_builders import MINUTE, T0, make_payee
+from bountyescrow.testing.contracts._store_builders import (
+    MINUTE,
+    T0,
+    make_escrow,
+    make_operation,
+    make_payee,
+)
 
 
 class PayeeContract(StoreContractBase):
@@ -39,3 +46,24 @@ class PayeeContract(StoreContractBase):
             uow.commit()
         with self.read(store) as uow:
             assert uow.payees.get("hunter_2") == payee
+
+    def test_waited_for_lists_payees_not_ready_that_releases_wait_for_oldest_first(
+        self, store: EscrowStore
+    ) -> None:
+        """So that recovery asks about every one of them in turns."""
+        self.seed(store, make_escrow("esc_1"))
+        waiting = OperationStatus.AWAITING_PAYEE
+        with store.unit_of_work() as uow:
+            uow.payees.save(make_payee("late", ready=False, updated_at=T0 + 2 * MINUTE))
+            uow.payees.save(make_payee("early", ready=False, updated_at=T0))
+            uow.payees.save(make_payee("fresh", ready=False, updated_at=T0 + 9 * MINUTE))
+            uow.payees.save(make_payee("ready", ready=True, updated_at=T0))
+            uow.payees.save(make_payee("idle", ready=False, updated_at=T0))  # nothing waits
+            for n, payee in enumerate(("late", "early", "fresh", "ready")):
+                uow.operations.add(make_operation(f"op_{n}", status=waiting, payee_id=payee))
+            uow.commit()
+        with self.read(store) as uow:
+            due = uow.payees.waited_for(updated_before=T0 + 5 * MINUTE, limit=10)
+            assert [p.id for p in due] == ["early", "late"]
+            first = uow.payees.waited_for(updated_before=T0 + 5 * MINUTE, limit=1)
+            assert [p.id for p in first] == ["early"]
