@@ -134,8 +134,10 @@ class TestUnknownOutcomes:
         again = svc.release(
             esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key="k"
         )
-        assert again.id == op.id
-        assert again.status is OperationStatus.SUCCEEDED
+        assert again.id == op.id  # the same operation, not a second one nor "in progress"
+        assert again.status is OperationStatus.PENDING  # backing off: recover() resends it
+        after_backoff(svc, clock, op.id)
+        assert svc.get_operation(op.id).status is OperationStatus.SUCCEEDED
         assert transfers(flaky) == [usd(9_000)]
 
     def test_a_key_in_use_is_retried_soon_without_an_alert(
