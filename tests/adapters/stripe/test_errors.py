@@ -96,6 +96,11 @@ def stripe_error(status: int, kind: str, message: str, **fields: Any) -> httpx.R
     return answer(builders.error(kind, message, **fields), status=status)
 
 
+def invalid_request(message: str, **fields: Any) -> httpx.Response:
+    """Stripe's most common refusal: HTTP 400, ``invalid_request_error``."""
+    return stripe_error(400, "invalid_request_error", message, **fields)
+
+
 class TestDefinitiveRefusals:
     def test_a_card_error_is_a_declined_payment(
         self, router: respx.MockRouter, gateway: StripeGateway
@@ -118,56 +123,66 @@ class TestDefinitiveRefusals:
         assert "insufficient_funds" in error.message
         assert not error.outcome_unknown
 
-    def test_an_invalid_request_is_rejected_with_stripes_message_code_and_request_id(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        error = fail(
-            router,
-            gateway,
-            "create_refund",
-            stripe_error(
-                400,
-                "invalid_request_error",
-                "Refund amount is too large.",
-                code="amount_too_large",
-                param="amount",
+    @pytest.mark.parametrize(
+        ("action", "response"),
+        [
+            pytest.param(
+                "create_refund",
+                invalid_request(
+                    "Refund amount is too large.", code="amount_too_large", param="amount"
+                ),
+                id="invalid_request",
             ),
-        )
+            pytest.param(
+                "get_payment",
+                stripe_error(
+                    404,
+                    "invalid_request_error",
+                    "No such payment_intent: 'pi_1'",
+                    code="resource_missing",
+                ),
+                id="missing_object",
+            ),
+            pytest.param(
+                "get_account",
+                invalid_request("Invalid account.", code="account_invalid"),
+                id="account_invalid_outside_a_transfer",
+            ),
+            pytest.param(
+                "create_refund",
+                invalid_request(
+                    "Insufficient funds in Stripe account.", code="balance_insufficient"
+                ),
+                id="balance_insufficient_on_a_refund",
+            ),
+        ],
+    )
+    def test_is_rejected_with_stripes_message_code_and_request_id(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        action: str,
+        response: httpx.Response,
+    ) -> None:
+        """A code that means more on a transfer is a plain rejection on any other call."""
+        stripes = response.json()["error"]
+
+        error = fail(router, gateway, action, response)
 
         assert type(error) is errors.GatewayRejectedError
-        assert "Refund amount is too large." in error.message
+        assert stripes["message"] in error.message
         assert (error.code, error.request_id, error.replayed) == (
-            "amount_too_large",
+            stripes["code"],
             "req_test0001",
             False,
         )
         assert not error.outcome_unknown
         assert not error.retryable
 
-    def test_a_missing_object_is_rejected(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        error = fail(
-            router,
-            gateway,
-            "get_payment",
-            stripe_error(
-                404,
-                "invalid_request_error",
-                "No such payment_intent: 'pi_1'",
-                code="resource_missing",
-            ),
-        )
-
-        assert type(error) is errors.GatewayRejectedError
-        assert error.code == "resource_missing"
-
     def test_every_error_keeps_the_stripe_exception_as_its_cause(
         self, router: respx.MockRouter, gateway: StripeGateway
     ) -> None:
-        error = fail(
-            router, gateway, "create_refund", stripe_error(400, "invalid_request_error", "No.")
-        )
+        error = fail(router, gateway, "create_refund", invalid_request("No."))
 
         assert isinstance(error.__cause__, stripe.InvalidRequestError)
 
@@ -193,23 +208,11 @@ class TestDestinationNotReady:
             router,
             gateway,
             "create_transfer",
-            stripe_error(400, "invalid_request_error", message, code=code, param="destination"),
+            invalid_request(message, code=code, param="destination"),
         )
 
         assert type(error) is errors.DestinationNotReadyError
         assert error.code == code
-
-    def test_the_same_code_outside_a_transfer_is_a_plain_rejection(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        error = fail(
-            router,
-            gateway,
-            "get_account",
-            stripe_error(400, "invalid_request_error", "Invalid account.", code="account_invalid"),
-        )
-
-        assert type(error) is errors.GatewayRejectedError
 
 
 class TestPlatformBalance:
@@ -221,9 +224,7 @@ class TestPlatformBalance:
             router,
             gateway,
             "create_transfer",
-            stripe_error(
-                400,
-                "invalid_request_error",
+            invalid_request(
                 "You have insufficient available funds in your Stripe account. Try adding "
                 "funds directly to your available balance by creating Charges using the "
                 "4000000000000077 test card.",
@@ -237,23 +238,6 @@ class TestPlatformBalance:
         assert error.code == "balance_insufficient"
         assert "insufficient available funds" in error.message
 
-    def test_the_same_code_on_a_refund_stays_a_plain_rejection(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        error = fail(
-            router,
-            gateway,
-            "create_refund",
-            stripe_error(
-                400,
-                "invalid_request_error",
-                "Insufficient funds in Stripe account.",
-                code="balance_insufficient",
-            ),
-        )
-
-        assert type(error) is errors.GatewayRejectedError
-
 
 class TestReversals:
     @pytest.mark.parametrize("code", ["balance_insufficient", "insufficient_funds"])
@@ -264,7 +248,7 @@ class TestReversals:
             router,
             gateway,
             "create_reversal",
-            stripe_error(400, "invalid_request_error", "Insufficient funds.", code=code),
+            invalid_request("Insufficient funds.", code=code),
         )
 
         assert type(error) is errors.InsufficientPayeeBalanceError
@@ -281,9 +265,7 @@ class TestCancel:
             router,
             gateway,
             "cancel_payment",
-            stripe_error(
-                400,
-                "invalid_request_error",
+            invalid_request(
                 f"You cannot cancel this PaymentIntent because it has a status of {status}.",
                 code="payment_intent_unexpected_state",
                 payment_intent=intent,
@@ -298,9 +280,7 @@ class TestCancel:
     ) -> None:
         intent = builders.payment_intent(id="pi_1", status="canceled")
         router.post("/v1/payment_intents/pi_1/cancel").mock(
-            return_value=stripe_error(
-                400,
-                "invalid_request_error",
+            return_value=invalid_request(
                 "You cannot cancel this PaymentIntent because it has a status of canceled.",
                 code="payment_intent_unexpected_state",
                 payment_intent=intent,
@@ -356,9 +336,7 @@ class TestIdempotencyKeyInUse:
             stripe_error(
                 409, "invalid_request_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
             ),
-            stripe_error(
-                400, "invalid_request_error", KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"
-            ),
+            invalid_request(KEY_IN_USE_MESSAGE, code="idempotency_key_in_use"),
         ],
         ids=["409_idempotency_error", "409_invalid_request", "400"],
     )
@@ -419,7 +397,7 @@ class TestUnknownOutcomes:
         "response",
         [
             stripe_error(429, "rate_limit_error", "Too many requests.", code="rate_limit"),
-            stripe_error(400, "invalid_request_error", "Too many requests.", code="rate_limit"),
+            invalid_request("Too many requests.", code="rate_limit"),
             stripe_error(500, "api_error", "An unknown error occurred"),
             stripe_error(502, "api_error", "Bad gateway"),
             stripe_error(503, "api_error", "Service unavailable"),
@@ -515,9 +493,7 @@ class TestAnswersWeCannotRead:
             router,
             gateway,
             "cancel_payment",
-            stripe_error(
-                400,
-                "invalid_request_error",
+            invalid_request(
                 "This PaymentIntent's status does not allow cancelling it.",
                 code="payment_intent_unexpected_state",
             ),
