@@ -197,13 +197,18 @@ def ready_payee(service: EscrowService, stand_in: StripeStandIn, payee_id: str =
     return payee.account_ref
 
 
+def release(service: EscrowService, escrow: Escrow, amount: int = 10_000) -> Operation:
+    """The poster releases `amount` to the hunter, with a fresh idempotency key."""
+    return service.release(
+        escrow.id, payee_id=HUNTER, amount=usd(amount), actor=POSTER, idempotency_key=new_key()
+    )
+
+
 def released(
     service: EscrowService, stand_in: StripeStandIn, escrow: Escrow, amount: int = 10_000
 ) -> Operation:
     """A release that went through at the first attempt."""
-    op = service.release(
-        escrow.id, payee_id=HUNTER, amount=usd(amount), actor=POSTER, idempotency_key=new_key()
-    )
+    op = release(service, escrow, amount)
     assert op.status is SUCCEEDED
     return op
 
@@ -230,6 +235,50 @@ def reversals(stand_in: StripeStandIn) -> list[dict[str, Any]]:
     return [rev for tr in stand_in.transfers.values() for rev in tr["reversals"]["data"]]
 
 
+def paid_on_the_retry_with_the_same_key(
+    service: EscrowService, stand_in: StripeStandIn, op: Operation
+) -> None:
+    """The release went out once, on the second POST, under the first POST's key."""
+    posts = sent(stand_in, "POST", "/v1/transfers")
+    assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
+    (transfer,) = stand_in.transfers.values()
+    done = service.get_operation(op.id)
+    assert (done.status, done.gateway_ref) == (SUCCEEDED, transfer["id"])
+
+
+def recover_after(
+    service: EscrowService,
+    stand_in: StripeStandIn,
+    clock: ManualClock,
+    op: Operation,
+    later: timedelta,
+) -> None:
+    """Recover `later` after `op` began; past the key window Stripe has forgotten its key."""
+    clock.set(op.created_at + later)
+    if later == PAST_WINDOW:
+        stand_in._keys.clear()
+    assert service.recover() == ONE_DONE
+
+
+def sent_once_without_paying_twice(
+    stand_in: StripeStandIn,
+    op: Operation,
+    later: timedelta,
+    posts: list[httpx.Request],
+    lookups: list[httpx.Request],
+) -> None:
+    """Inside the key window the same key is replayed; past it one look-up and no resend."""
+    if later == LATER:
+        assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
+        assert form(posts[1]) == form(posts[0])
+        (replay,) = answers(stand_in, key(op))
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert lookups == []
+    else:
+        assert len(posts) == 1
+        assert len(lookups) == 1
+
+
 def nothing_due(service: EscrowService) -> None:
     assert service.recover() == RecoveryReport(claimed=0, completed=0, still_pending=0, errors=0)
 
@@ -249,9 +298,7 @@ class TestTransferWithLostAnswer:
         account = ready_payee(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
 
         assert (op.status, op.gateway_ref, op.claimed_until) == (PENDING, None, None)
         assert len(stand_in.transfers) == 1  # Stripe made it; the answer was lost
@@ -290,9 +337,7 @@ class TestTransferWithLostAnswer:
         ready_payee(service, stand_in)
         stand_in.fail_next("server_error")  # stored under the key, nothing made
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert op.status is PENDING
         assert op.gateway_status == "unknown"
 
@@ -344,9 +389,7 @@ class TestTransferWithLostAnswer:
         ready_payee(service, stand_in)
         stand_in.fail_next("server_error_after_effect")
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert op.status is PENDING
         clock.advance(LATER)
         assert service.recover() == ONE_PENDING  # the same key: the stored 500 again
@@ -367,9 +410,7 @@ class TestTransferWithLostAnswer:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert op.status is PENDING
         (transfer,) = stand_in.transfers.values()
 
@@ -392,9 +433,7 @@ class TestTransferWithLostAnswer:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout")  # lost on the way: nothing made, nothing stored
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert stand_in.transfers == {}
 
         clock.set(op.created_at + PAST_WINDOW)
@@ -428,25 +467,15 @@ class TestRefundAndReversalWithLostAnswer:
 
         assert op.status is PENDING
         assert len(stand_in.refunds) == 1
-        clock.set(op.created_at + later)
-        if later == PAST_WINDOW:
-            stand_in._keys.clear()
-        assert service.recover() == ONE_DONE
+        recover_after(service, stand_in, clock, op, later)
 
         (refund,) = stand_in.refunds.values()
         assert (refund["amount"], refund["payment_intent"]) == (10_000, escrow.payment_ref)
-        posts = sent(stand_in, "POST", "/v1/refunds")
         lookups = sent(stand_in, "GET", "/v1/refunds")
-        if later == LATER:
-            assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
-            assert form(posts[1]) == form(posts[0])
-            (replay,) = answers(stand_in, key(op))
-            assert replay.headers["Idempotent-Replayed"] == "true"
-            assert lookups == []
-        else:
-            assert len(posts) == 1
-            (lookup,) = lookups
-            assert query(lookup)["payment_intent"] == escrow.payment_ref
+        sent_once_without_paying_twice(
+            stand_in, op, later, sent(stand_in, "POST", "/v1/refunds"), lookups
+        )
+        assert all(query(lookup)["payment_intent"] == escrow.payment_ref for lookup in lookups)
         done = service.get_operation(op.id)
         assert (done.status, done.gateway_ref) == (SUCCEEDED, refund["id"])
         escrow = service.get(escrow.id)
@@ -469,24 +498,14 @@ class TestRefundAndReversalWithLostAnswer:
 
         assert op.status is PENDING
         assert len(reversals(stand_in)) == 1
-        clock.set(op.created_at + later)
-        if later == PAST_WINDOW:
-            stand_in._keys.clear()
-        assert service.recover() == ONE_DONE
+        recover_after(service, stand_in, clock, op, later)
 
         (reversal,) = reversals(stand_in)
         assert (reversal["amount"], reversal["transfer"]) == (9_000, release.gateway_ref)
-        posts = sent(stand_in, "POST", reversal_path(release.gateway_ref))
-        lookups = sent(stand_in, "GET", reversal_path(release.gateway_ref))
-        if later == LATER:
-            assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
-            assert form(posts[1]) == form(posts[0])
-            (replay,) = answers(stand_in, key(op))
-            assert replay.headers["Idempotent-Replayed"] == "true"
-            assert lookups == []
-        else:
-            assert len(posts) == 1
-            assert len(lookups) == 1
+        path = reversal_path(release.gateway_ref)
+        sent_once_without_paying_twice(
+            stand_in, op, later, sent(stand_in, "POST", path), sent(stand_in, "GET", path)
+        )
         done = service.get_operation(op.id)
         assert (done.status, done.gateway_ref) == (SUCCEEDED, reversal["id"])
         assert service.get_operation(release.id).reversed == usd(9_000)
@@ -506,9 +525,7 @@ class TestStripeErrorsThroughTheService:
         # Stripe paused the capability; the account.updated event has not arrived yet.
         stand_in.accounts[account]["capabilities"]["transfers"] = "inactive"
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
 
         (error,) = spy.errors
         assert isinstance(error, DestinationNotReadyError)
@@ -526,9 +543,7 @@ class TestStripeErrorsThroughTheService:
         escrow = funded(service, stand_in)
         account = ready_payee(service, stand_in)
         stand_in.accounts[account]["capabilities"]["transfers"] = "inactive"
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert op.status is AWAITING_PAYEE
 
         stand_in.activate(account)
@@ -554,9 +569,7 @@ class TestStripeErrorsThroughTheService:
         assert escrow.charge_ref is not None
         del stand_in.charges[escrow.charge_ref]  # Stripe no longer knows the source charge
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
 
         (error,) = spy.errors
         assert type(error) is GatewayRejectedError
@@ -604,9 +617,7 @@ class TestStripeErrorsThroughTheService:
         escrow = funded(service, stand_in)
         ready_payee(service, stand_in)
         stand_in.fail_next("timeout")  # lost before Stripe saw it: the key is still unused
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
         assert op.status is PENDING
         # Something else (a bug, a second deployment on the namespace) uses the key first.
         other = httpx.post(
@@ -658,13 +669,7 @@ class TestStripeErrorsThroughTheService:
         stand_in.fail_next("key_in_use")
 
         with caplog.at_level(logging.WARNING, logger="bountyescrow"):
-            op = service.release(
-                escrow.id,
-                payee_id=HUNTER,
-                amount=usd(10_000),
-                actor=POSTER,
-                idempotency_key=new_key(),
-            )
+            op = release(service, escrow)
 
         (error,) = spy.errors
         assert isinstance(error, IdempotencyKeyInUseError)
@@ -676,10 +681,7 @@ class TestStripeErrorsThroughTheService:
 
         clock.advance(LATER)
         assert service.recover() == ONE_DONE
-        posts = sent(stand_in, "POST", "/v1/transfers")
-        assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
-        (transfer,) = stand_in.transfers.values()
-        assert service.get_operation(op.id).gateway_ref == transfer["id"]
+        paid_on_the_retry_with_the_same_key(service, stand_in, op)
 
     def test_a_platform_balance_that_was_paid_out_keeps_the_release_owed_and_alerts(
         self,
@@ -695,13 +697,7 @@ class TestStripeErrorsThroughTheService:
         stand_in.fail_next("balance_insufficient")
 
         with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
-            op = service.release(
-                escrow.id,
-                payee_id=HUNTER,
-                amount=usd(10_000),
-                actor=POSTER,
-                idempotency_key=new_key(),
-            )
+            op = release(service, escrow)
 
         (error,) = spy.errors
         assert isinstance(error, PlatformBalanceInsufficientError)
@@ -729,9 +725,7 @@ class TestStripeErrorsThroughTheService:
         ready_payee(service, stand_in)
         front_door.answer_next_post(unauthorized)
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
 
         (error,) = spy.errors
         assert isinstance(error, GatewayAuthenticationError)
@@ -746,10 +740,7 @@ class TestStripeErrorsThroughTheService:
         clock.advance(timedelta(hours=1))
         assert service.recover() == ONE_DONE  # the key was fixed meanwhile
 
-        posts = sent(stand_in, "POST", "/v1/transfers")
-        assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
-        (transfer,) = stand_in.transfers.values()
-        assert service.get_operation(op.id).gateway_ref == transfer["id"]
+        paid_on_the_retry_with_the_same_key(service, stand_in, op)
 
     @pytest.mark.parametrize("fault", ["rate_limit", "timeout", "connection_refused"])
     def test_rate_limits_and_connection_errors_stay_pending_until_recovered(
@@ -768,9 +759,7 @@ class TestStripeErrorsThroughTheService:
         else:
             stand_in.fail_next("rate_limit" if fault == "rate_limit" else "timeout")
 
-        op = service.release(
-            escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, escrow)
 
         (error,) = spy.errors
         assert isinstance(error, GatewayUnavailableError)
@@ -782,8 +771,4 @@ class TestStripeErrorsThroughTheService:
         clock.advance(LATER)
         assert service.recover() == ONE_DONE
 
-        posts = sent(stand_in, "POST", "/v1/transfers")
-        assert [p.headers["Idempotency-Key"] for p in posts] == [key(op), key(op)]
-        (transfer,) = stand_in.transfers.values()
-        done = service.get_operation(op.id)
-        assert (done.status, done.gateway_ref) == (SUCCEEDED, transfer["id"])
+        paid_on_the_retry_with_the_same_key(service, stand_in, op)
