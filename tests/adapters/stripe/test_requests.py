@@ -7,8 +7,10 @@ header of the request the SDK really sent (respx sees the httpx traffic), then t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import pytest
 import respx
 import stripe
@@ -45,6 +47,14 @@ def usd(amount: int) -> Money:
     return Money(amount, USD)
 
 
+def posted(route: respx.Route, path: str, key: str = KEY) -> httpx.Request:
+    """The last request `route` answered, checked to be a POST to `path` under `key`."""
+    request = route.calls.last.request
+    assert (request.method, request.url.path) == ("POST", path)
+    assert request.headers["Idempotency-Key"] == key
+    return request
+
+
 PAYMENT = CreatePayment(
     amount=usd(25_000),
     transfer_group=GROUP,
@@ -63,9 +73,7 @@ class TestCreatePayment:
 
         snapshot = gateway.create_payment(PAYMENT, idempotency_key=KEY)
 
-        request = route.calls.last.request
-        assert (request.method, request.url.path) == ("POST", "/v1/payment_intents")
-        assert request.headers["Idempotency-Key"] == KEY
+        request = posted(route, "/v1/payment_intents")
         assert "Stripe-Account" not in request.headers
         assert form(request) == {
             "amount": "25000",
@@ -229,9 +237,7 @@ class TestCreateTransfer:
 
         snapshot = gateway.create_transfer(TRANSFER, idempotency_key=KEY)
 
-        request = route.calls.last.request
-        assert (request.method, request.url.path) == ("POST", "/v1/transfers")
-        assert request.headers["Idempotency-Key"] == KEY
+        request = posted(route, "/v1/transfers")
         assert form(request) == {
             "amount": "22500",
             "currency": "usd",
@@ -297,9 +303,7 @@ class TestCreateRefund:
 
         snapshot = gateway.create_refund(REFUND, idempotency_key=KEY)
 
-        request = route.calls.last.request
-        assert (request.method, request.url.path) == ("POST", "/v1/refunds")
-        assert request.headers["Idempotency-Key"] == KEY
+        request = posted(route, "/v1/refunds")
         assert form(request) == {
             "payment_intent": "pi_1",
             "amount": "5000",
@@ -342,9 +346,7 @@ class TestCreateReversal:
             idempotency_key=KEY,
         )
 
-        request = route.calls.last.request
-        assert (request.method, request.url.path) == ("POST", "/v1/transfers/tr_1/reversals")
-        assert request.headers["Idempotency-Key"] == KEY
+        request = posted(route, "/v1/transfers/tr_1/reversals")
         assert form(request) == {
             "amount": "2000",
             "metadata[bountyescrow_escrow_id]": "esc_1",
@@ -387,28 +389,6 @@ class TestFindTransfer:
         )
 
         assert gateway.find_transfer(transfer_group=GROUP, operation_id="op_9") is None
-
-    def test_follows_pages_with_starting_after(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        first = builders.listing(
-            [builders.transfer(id="tr_3"), builders.transfer(id="tr_2")],
-            url="/v1/transfers",
-            has_more=True,
-        )
-        second = builders.listing(
-            [builders.transfer(id="tr_1", metadata=_ours("op_1"))], url="/v1/transfers"
-        )
-        route = router.get("/v1/transfers").mock(side_effect=[answer(first), answer(second)])
-
-        found = gateway.find_transfer(transfer_group=GROUP, operation_id="op_1")
-
-        assert found is not None
-        assert found.ref == "tr_1"
-        assert [query(call.request) for call in route.calls] == [
-            {"transfer_group": GROUP, "limit": "100"},
-            {"transfer_group": GROUP, "limit": "100", "starting_after": "tr_2"},
-        ]
 
     def test_two_transfers_for_one_operation_raise_an_alert_and_give_the_oldest(
         self,
@@ -587,9 +567,7 @@ class TestCreateAccount:
             payee_id="u2", email="h@example.com", country="US", idempotency_key="payee:u2"
         )
 
-        request = route.calls.last.request
-        assert (request.method, request.url.path) == ("POST", "/v1/accounts")
-        assert request.headers["Idempotency-Key"] == "payee:u2"
+        request = posted(route, "/v1/accounts", key="payee:u2")
         assert form(request) == {
             "controller[stripe_dashboard][type]": "express",
             "controller[fees][payer]": "application",
@@ -669,37 +647,56 @@ class TestSecretsStayOutOfOurLogs:
 
 
 class TestPaging:
-    def test_find_refund_follows_pages(
-        self, router: respx.MockRouter, gateway: StripeGateway
+    @pytest.mark.parametrize(
+        ("path", "build", "prefix", "params", "find"),
+        [
+            pytest.param(
+                "/v1/transfers",
+                builders.transfer,
+                "tr",
+                {"transfer_group": GROUP},
+                lambda g: g.find_transfer(transfer_group=GROUP, operation_id="op_1"),
+                id="find_transfer",
+            ),
+            pytest.param(
+                "/v1/refunds",
+                builders.refund,
+                "re",
+                {"payment_intent": "pi_1"},
+                lambda g: g.find_refund(payment_ref="pi_1", operation_id="op_1"),
+                id="find_refund",
+            ),
+            pytest.param(
+                "/v1/transfers/tr_1/reversals",
+                builders.transfer_reversal,
+                "trr",
+                {},
+                lambda g: g.find_reversal(transfer_ref="tr_1", operation_id="op_1"),
+                id="find_reversal",
+            ),
+        ],
+    )
+    def test_a_look_up_follows_pages_with_starting_after(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        path: str,
+        build: Callable[..., dict[str, Any]],
+        prefix: str,
+        params: dict[str, str],
+        find: Callable[[StripeGateway], Any],
     ) -> None:
-        first = builders.listing([builders.refund(id="re_2")], url="/v1/refunds", has_more=True)
-        second = builders.listing(
-            [builders.refund(id="re_1", metadata=_ours("op_1"))], url="/v1/refunds"
+        first = builders.listing(
+            [build(id=f"{prefix}_3"), build(id=f"{prefix}_2")], url=path, has_more=True
         )
-        route = router.get("/v1/refunds").mock(side_effect=[answer(first), answer(second)])
+        second = builders.listing([build(id=f"{prefix}_1", metadata=_ours("op_1"))], url=path)
+        route = router.get(path).mock(side_effect=[answer(first), answer(second)])
 
-        found = gateway.find_refund(payment_ref="pi_1", operation_id="op_1")
+        found = find(gateway)
 
         assert found is not None
-        assert found.ref == "re_1"
-        assert query(route.calls.last.request) == {
-            "payment_intent": "pi_1",
-            "limit": "100",
-            "starting_after": "re_2",
-        }
-
-    def test_find_reversal_follows_pages(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        url = "/v1/transfers/tr_1/reversals"
-        first = builders.listing([builders.transfer_reversal(id="trr_2")], url=url, has_more=True)
-        second = builders.listing(
-            [builders.transfer_reversal(id="trr_1", metadata=_ours("op_1"))], url=url
-        )
-        route = router.get(url).mock(side_effect=[answer(first), answer(second)])
-
-        found = gateway.find_reversal(transfer_ref="tr_1", operation_id="op_1")
-
-        assert found is not None
-        assert found.ref == "trr_1"
-        assert query(route.calls.last.request) == {"limit": "100", "starting_after": "trr_2"}
+        assert found.ref == f"{prefix}_1"
+        assert [query(call.request) for call in route.calls] == [
+            {**params, "limit": "100"},
+            {**params, "limit": "100", "starting_after": f"{prefix}_2"},
+        ]
