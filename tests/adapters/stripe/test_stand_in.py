@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import pytest
 import stripe
 
@@ -69,16 +70,20 @@ def release(
     )
 
 
+@pytest.fixture
+def payout(stand_in: StripeStandIn, gateway: StripeGateway) -> CreateTransfer:
+    """Operation op_1's transfer: 22,500 from a succeeded charge to a ready payee."""
+    _, charge = funded(stand_in, gateway)
+    return release(ready_payee(stand_in, gateway), charge, "op_1")
+
+
 class TestIdempotentTransfers:
     def test_the_same_key_twice_makes_one_transfer_that_find_transfer_finds(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        request = release(account, charge, "op_1")
 
-        first = gateway.create_transfer(request, idempotency_key=key("op_1"))
-        second = gateway.create_transfer(request, idempotency_key=key("op_1"))
+        first = gateway.create_transfer(payout, idempotency_key=key("op_1"))
+        second = gateway.create_transfer(payout, idempotency_key=key("op_1"))
 
         assert first == second
         assert stand_in.responses[-1].headers["Idempotent-Replayed"] == "true"
@@ -91,34 +96,30 @@ class TestIdempotentTransfers:
         self,
         stand_in: StripeStandIn,
         gateway: StripeGateway,
+        payout: CreateTransfer,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        gateway.create_transfer(release(account, charge, "op_1"), idempotency_key=key("op_1"))
+        gateway.create_transfer(payout, idempotency_key=key("op_1"))
 
         with (
             caplog.at_level(logging.ERROR, logger="bountyescrow.stripe"),
             pytest.raises(errors.IdempotencyMismatchError),
         ):
             gateway.create_transfer(
-                release(account, charge, "op_1", amount=1_000), idempotency_key=key("op_1")
+                attrs.evolve(payout, amount=usd(1_000)), idempotency_key=key("op_1")
             )
 
         assert len(stand_in.transfers_in_group(GROUP)) == 1
         assert key("op_1") in caplog.text
 
     def test_a_lost_answer_is_replayed_to_the_retry_with_the_same_key(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        request = release(account, charge, "op_1")
         stand_in.fail_next("timeout_after_effect")
 
         with pytest.raises(errors.GatewayUnavailableError):
-            gateway.create_transfer(request, idempotency_key=key("op_1"))
-        retried = gateway.create_transfer(request, idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
+        retried = gateway.create_transfer(payout, idempotency_key=key("op_1"))
 
         assert [t["id"] for t in stand_in.transfers_in_group(GROUP)] == [retried.ref]
 
@@ -140,15 +141,13 @@ class TestIdempotentTransfers:
         assert [r.headers["Idempotency-Key"] for r in posts] == [key("op_1")] * 2
 
     def test_a_rate_limited_request_is_not_stored_and_the_retry_goes_through(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
         stand_in.fail_next("rate_limit")
 
         with pytest.raises(errors.GatewayUnavailableError):
-            gateway.create_transfer(release(account, charge, "op_1"), idempotency_key=key("op_1"))
-        gateway.create_transfer(release(account, charge, "op_1"), idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
+        gateway.create_transfer(payout, idempotency_key=key("op_1"))
 
         assert len(stand_in.transfers_in_group(GROUP)) == 1
 
@@ -157,17 +156,14 @@ class TestRecoveryAfterAReplayedServerError:
     """DESIGN §7: after a replayed 500, look the object up before sending a new generation."""
 
     def test_the_transfer_made_before_the_500_is_found(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        request = release(account, charge, "op_1")
         stand_in.fail_next("server_error_after_effect")
 
         with pytest.raises(errors.GatewayUnavailableError) as first:
-            gateway.create_transfer(request, idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
         with pytest.raises(errors.GatewayUnavailableError) as again:
-            gateway.create_transfer(request, idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
 
         assert not first.value.replayed
         assert again.value.replayed
@@ -177,21 +173,18 @@ class TestRecoveryAfterAReplayedServerError:
         assert len(stand_in.transfers_in_group(GROUP)) == 1
 
     def test_when_nothing_was_made_a_new_generation_moves_the_money_once(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        request = release(account, charge, "op_1")
         stand_in.fail_next("server_error")
 
         with pytest.raises(errors.GatewayUnavailableError):
-            gateway.create_transfer(request, idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
         with pytest.raises(errors.GatewayUnavailableError) as replayed:
-            gateway.create_transfer(request, idempotency_key=key("op_1"))
+            gateway.create_transfer(payout, idempotency_key=key("op_1"))
         assert replayed.value.replayed
         assert gateway.find_transfer(transfer_group=GROUP, operation_id="op_1") is None
 
-        made = gateway.create_transfer(request, idempotency_key=key("op_1", generation=1))
+        made = gateway.create_transfer(payout, idempotency_key=key("op_1", generation=1))
 
         assert [t["id"] for t in stand_in.transfers_in_group(GROUP)] == [made.ref]
 
@@ -340,13 +333,9 @@ class TestLookupsAtScale:
         assert len(lists) == 2
 
     def test_a_transfer_with_many_reversals_reports_them_all(
-        self, stand_in: StripeStandIn, gateway: StripeGateway
+        self, stand_in: StripeStandIn, gateway: StripeGateway, payout: CreateTransfer
     ) -> None:
-        _, charge = funded(stand_in, gateway)
-        account = ready_payee(stand_in, gateway)
-        transfer = gateway.create_transfer(
-            release(account, charge, "op_1"), idempotency_key=key("op_1")
-        )
+        transfer = gateway.create_transfer(payout, idempotency_key=key("op_1"))
         for n in range(12):
             gateway.create_reversal(
                 CreateReversal(amount=usd(100), transfer_ref=transfer.ref, metadata={}),
