@@ -3,7 +3,18 @@ service's state out."""
 
 from __future__ import annotations
 
-from bountyescrow import EscrowService, EscrowStatus, OperationKind, OperationStatus
+from collections.abc import Callable
+
+import pytest
+
+from bountyescrow import (
+    Escrow,
+    EscrowService,
+    EscrowStatus,
+    Operation,
+    OperationKind,
+    OperationStatus,
+)
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.testing import FakeGateway, InMemoryStore
 from bountyescrow.webhooks import WebhookDispatcher
@@ -12,6 +23,7 @@ from tests.keys import new_key
 from .support import (
     ADMIN,
     HUNTER,
+    JSON,
     POSTER,
     deliver,
     funded,
@@ -31,13 +43,45 @@ def types_of(fake: FakeGateway) -> list[str]:
     return [p["type"] for p in fake.pending_payloads]
 
 
+def intent_of(escrow: Escrow) -> str:
+    """The escrow's PaymentIntent ref (every opened escrow has one)."""
+    assert escrow.payment_ref is not None
+    return escrow.payment_ref
+
+
+def ignored_and_nothing_written(
+    dispatcher: WebhookDispatcher,
+    fake: FakeGateway,
+    store: InMemoryStore,
+    service: EscrowService,
+    payload: JSON,
+) -> None:
+    """The event is acknowledged as ignored, and neither the store nor the service changes."""
+    with nothing_written(store, service):
+        response = post(dispatcher, fake, payload)
+        assert response.json() == {"status": "ignored", "event": payload["id"]}
+
+
+def onboarding_payload(service: EscrowService, fake: FakeGateway, event_type: str) -> JSON:
+    """The `event_type` event queued when the hunter, just registered, finishes onboarding."""
+    payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+    fake.complete_onboarding(payee.account_ref)
+    return payload_of(fake, event_type)
+
+
+def release(service: EscrowService, escrow: Escrow) -> Operation:
+    """The poster releases 10,000 to the hunter, with a fresh idempotency key."""
+    return service.release(
+        escrow.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+    )
+
+
 class TestPaymentIntent:
     def test_succeeded_funds_the_escrow(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         assert types_of(fake) == ["payment_intent.succeeded"]
         [response] = deliver(fake, dispatcher)
         assert response.json() == {"status": "processed", "event": "evt_0001"}
@@ -47,36 +91,49 @@ class TestPaymentIntent:
         assert after.charge_ref == "ch_0001"
         assert status_of(service, "evt_0001") is WebhookStatus.PROCESSED
 
-    def test_processing_is_recorded_while_still_awaiting_funding(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    @pytest.mark.parametrize(
+        ("act", "event_type", "field", "value"),
+        [
+            pytest.param(
+                FakeGateway.process,
+                "payment_intent.processing",
+                "payment_status",
+                "processing",
+                id="processing",
+            ),
+            pytest.param(
+                lambda fake, ref: fake.decline(ref, "Your card was declined."),
+                "payment_intent.payment_failed",
+                "last_payment_error",
+                "Your card was declined.",
+                id="payment_failed",
+            ),
+        ],
+    )
+    def test_an_unpaid_intent_is_recorded_while_still_awaiting_funding(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        act: Callable[[FakeGateway, str], object],
+        event_type: str,
+        field: str,
+        value: str,
     ) -> None:
+        """Processing and failed payments are noted on the escrow; only success funds it."""
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.process(esc.payment_ref)
-        assert types_of(fake) == ["payment_intent.processing"]
+        act(fake, intent_of(esc))
+        assert types_of(fake) == [event_type]
         deliver(fake, dispatcher)
         after = service.get(esc.id)
         assert after.status is EscrowStatus.AWAITING_FUNDING
-        assert after.payment_status == "processing"
-
-    def test_payment_failed_records_the_error(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
-    ) -> None:
-        esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.decline(esc.payment_ref, "Your card was declined.")
-        assert types_of(fake) == ["payment_intent.payment_failed"]
-        deliver(fake, dispatcher)
-        after = service.get(esc.id)
-        assert after.status is EscrowStatus.AWAITING_FUNDING
-        assert after.last_payment_error == "Your card was declined."
+        assert getattr(after, field) == value
 
     def test_canceled_in_the_dashboard_cancels_the_unfunded_escrow(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.cancel_outside(esc.payment_ref)
+        fake.cancel_outside(intent_of(esc))
         assert types_of(fake) == ["payment_intent.canceled"]
         deliver(fake, dispatcher)
         assert service.get(esc.id).status is EscrowStatus.CANCELLED
@@ -86,8 +143,7 @@ class TestPaymentIntent:
     ) -> None:
         """``payment_intent.*`` is followed whole; a paid intent's later events change nothing."""
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         succeeded = payload_of(fake, "payment_intent.succeeded")
         assert post(dispatcher, fake, succeeded).status == 200
         ledger = service.ledger(esc.id)
@@ -104,8 +160,7 @@ class TestPaymentIntent:
         store: InMemoryStore,
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         payload = payload_of(fake, "payment_intent.succeeded")
         payload["data"]["object"]["metadata"] = {}
         response = post(dispatcher, fake, payload)
@@ -116,8 +171,37 @@ class TestPaymentIntent:
 
 
 class TestRefunds:
-    def test_a_pending_refund_completes_with_refund_updated(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+    @pytest.mark.parametrize(
+        ("succeeded", "event_type", "status", "refunded", "held"),
+        [
+            pytest.param(
+                True,
+                "refund.updated",
+                OperationStatus.SUCCEEDED,
+                5_000,
+                20_000,
+                id="refund_updated_completes_it",
+            ),
+            pytest.param(
+                False,
+                "refund.failed",
+                OperationStatus.FAILED,
+                0,
+                25_000,
+                id="refund_failed_gives_the_money_back",
+            ),
+        ],
+    )
+    def test_a_pending_refund_is_settled_by_its_refund_event(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        dispatcher: WebhookDispatcher,
+        succeeded: bool,
+        event_type: str,
+        status: OperationStatus,
+        refunded: int,
+        held: int,
     ) -> None:
         esc = funded(service, fake, dispatcher)
         fake.hold_refunds(True)
@@ -127,36 +211,19 @@ class TestRefunds:
         deliver(fake, dispatcher)
         assert service.get_operation(op.id).status is OperationStatus.PENDING
         assert op.gateway_ref is not None
-        fake.settle_refund(op.gateway_ref)
-        assert types_of(fake) == ["refund.updated", "charge.refund.updated"]
+        fake.settle_refund(op.gateway_ref, succeeded=succeeded)
+        assert types_of(fake) == [event_type, "charge.refund.updated"]
         deliver(fake, dispatcher)
-        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        assert service.get_operation(op.id).status is status
         after = service.get(esc.id)
-        assert after.refunded == usd(5_000)
-        assert after.held == usd(20_000)
-
-    def test_refund_failed_gives_the_money_back_to_the_escrow(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
-    ) -> None:
-        esc = funded(service, fake, dispatcher)
-        fake.hold_refunds(True)
-        op = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
-        deliver(fake, dispatcher)
-        assert op.gateway_ref is not None
-        fake.settle_refund(op.gateway_ref, succeeded=False)
-        assert types_of(fake) == ["refund.failed", "charge.refund.updated"]
-        deliver(fake, dispatcher)
-        assert service.get_operation(op.id).status is OperationStatus.FAILED
-        after = service.get(esc.id)
-        assert after.refunded == usd(0)
-        assert after.available == usd(25_000)
+        assert after.refunded == usd(refunded)
+        assert after.held == after.available == usd(held)
 
     def test_charge_refunded_adopts_a_dashboard_refund_once(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        refund_ref = fake.refund_outside(esc.payment_ref, amount=usd(3_000))
+        refund_ref = fake.refund_outside(intent_of(esc), amount=usd(3_000))
         payloads = take_payloads(fake)
         assert [p["type"] for p in payloads] == [
             "charge.refunded",
@@ -182,10 +249,9 @@ class TestRefunds:
     ) -> None:
         """The second refund's event lists both refunds; each is logged under its own id."""
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        first = fake.refund_outside(esc.payment_ref, amount=usd(1_000))
+        first = fake.refund_outside(intent_of(esc), amount=usd(1_000))
         fake.drop_events()
-        second = fake.refund_outside(esc.payment_ref, amount=usd(2_000))
+        second = fake.refund_outside(intent_of(esc), amount=usd(2_000))
         event = payload_of(fake, "charge.refunded")
         listed = [r["id"] for r in event["data"]["object"]["refunds"]["data"]]
         assert listed == [first, second]
@@ -207,13 +273,10 @@ class TestRefunds:
     ) -> None:
         """Current API versions leave ``refunds`` out of the charge; refund.* events carry them."""
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        fake.refund_outside(esc.payment_ref, amount=usd(1_000))
+        fake.refund_outside(intent_of(esc), amount=usd(1_000))
         event = payload_of(fake, "charge.refunded")
         del event["data"]["object"]["refunds"]
-        with nothing_written(store, service):
-            response = post(dispatcher, fake, event)
-            assert response.json() == {"status": "ignored", "event": event["id"]}
+        ignored_and_nothing_written(dispatcher, fake, store, service, event)
 
 
 class TestDisputes:
@@ -221,14 +284,13 @@ class TestDisputes:
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        dispute_ref = fake.open_dispute(esc.payment_ref)
+        dispute_ref = fake.open_dispute(intent_of(esc))
         assert types_of(fake) == ["charge.dispute.created", "charge.dispute.funds_withdrawn"]
         deliver(fake, dispatcher)
         during = service.get(esc.id)
         assert during.status is EscrowStatus.DISPUTED
         assert during.dispute_withdrawn == usd(25_000)
-        fake.close_dispute(esc.payment_ref, won=True)
+        fake.close_dispute(intent_of(esc), won=True)
         assert types_of(fake) == ["charge.dispute.funds_reinstated", "charge.dispute.closed"]
         deliver(fake, dispatcher)
         after = service.get(esc.id)
@@ -240,8 +302,7 @@ class TestDisputes:
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref, inquiry=True)
+        fake.open_dispute(intent_of(esc), inquiry=True)
         created = payload_of(fake, "charge.dispute.created")
         updated = variant(created, event_id="evt_9002", event_type="charge.dispute.updated")
         response = post(dispatcher, fake, updated)
@@ -253,8 +314,7 @@ class TestDisputes:
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
         esc = funded(service, fake, dispatcher)
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        fake.early_fraud_warning(intent_of(esc))
         assert types_of(fake) == ["radar.early_fraud_warning.created"]
         deliver(fake, dispatcher)
         after = service.get(esc.id)
@@ -269,9 +329,7 @@ class TestTransfers:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
         fake.fail_next("transfer", error="timeout_after_effect")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc)
         assert op.status is OperationStatus.PENDING
         assert types_of(fake) == ["transfer.created"]
         deliver(fake, dispatcher)
@@ -286,9 +344,7 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc)
         deliver(fake, dispatcher)
         assert op.gateway_ref is not None
         fake.reverse_outside(op.gateway_ref, amount=usd(4_000))
@@ -302,12 +358,10 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        paid = release(service, esc)
         deliver(fake, dispatcher)
         fake.fail_next("reversal", error="timeout_after_effect")
-        reversal = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
+        reversal = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         assert reversal.status is OperationStatus.PENDING
         deliver(fake, dispatcher)
         assert service.get_operation(reversal.id).status is OperationStatus.SUCCEEDED
@@ -318,9 +372,7 @@ class TestTransfers:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         ready_payee(service, fake, dispatcher)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        release(service, esc)
         created = payload_of(fake, "transfer.created")
         ledger = service.ledger(esc.id)
         updated = variant(created, event_id="evt_9003", event_type="transfer.updated")
@@ -346,9 +398,7 @@ class TestConnect:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         payee = service.register_payee(HUNTER, email="h@example.com", country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
         fake.complete_onboarding(payee.account_ref)
         account_updated = payload_of(fake, "account.updated")
@@ -373,9 +423,7 @@ class TestConnect:
     ) -> None:
         esc = funded(service, fake, dispatcher)
         payee = ready_payee(service, fake, dispatcher)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        release(service, esc)
         deliver(fake, dispatcher)
         failed = fake.payout(payee.account_ref, usd(1_000), failed=True)
         paid = fake.payout(payee.account_ref, usd(1_000))
@@ -404,12 +452,9 @@ class TestConnect:
         dispatcher: WebhookDispatcher,
         store: InMemoryStore,
     ) -> None:
-        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
-        fake.complete_onboarding(payee.account_ref)
-        capability = payload_of(fake, "capability.updated")
+        capability = onboarding_payload(service, fake, "capability.updated")
         capability["data"]["object"]["id"] = "card_payments"
-        with nothing_written(store, service):
-            assert post(dispatcher, fake, capability).json()["status"] == "ignored"
+        ignored_and_nothing_written(dispatcher, fake, store, service, capability)
         assert not service.get_payee(HUNTER).ready
 
 
@@ -434,9 +479,7 @@ class TestScope:
             "request": {"id": None, "idempotency_key": None},
             "type": "customer.created",
         }
-        with nothing_written(store, service):
-            response = post(dispatcher, fake, event)
-            assert response.json() == {"status": "ignored", "event": "evt_customer"}
+        ignored_and_nothing_written(dispatcher, fake, store, service, event)
         assert status_of(service, "evt_customer") is None
 
     def test_a_platform_object_reported_by_a_connected_account_is_not_applied(
@@ -449,12 +492,10 @@ class TestScope:
         """A connected account could carry our metadata on its own PaymentIntent: that money
         is not in the platform balance, so the event must not fund anything."""
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         payload = payload_of(fake, "payment_intent.succeeded")
         payload["account"] = "acct_someone"
-        with nothing_written(store, service):
-            assert post(dispatcher, fake, payload).json()["status"] == "ignored"
+        ignored_and_nothing_written(dispatcher, fake, store, service, payload)
         assert service.get(esc.id).status is EscrowStatus.AWAITING_FUNDING
 
     def test_a_connect_object_without_an_account_is_not_applied(
@@ -464,12 +505,9 @@ class TestScope:
         dispatcher: WebhookDispatcher,
         store: InMemoryStore,
     ) -> None:
-        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
-        fake.complete_onboarding(payee.account_ref)
-        payload = payload_of(fake, "account.updated")
+        payload = onboarding_payload(service, fake, "account.updated")
         del payload["account"]
-        with nothing_written(store, service):
-            assert post(dispatcher, fake, payload).json()["status"] == "ignored"
+        ignored_and_nothing_written(dispatcher, fake, store, service, payload)
 
 
 class TestAtLeastOnceInAnyOrder:
@@ -483,16 +521,13 @@ class TestAtLeastOnceInAnyOrder:
             deliver(fake, dispatcher, duplicate=True, shuffle=True, seed=seed)
 
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         chaos(1)
         payee = service.register_payee(HUNTER, email="h@example.com", country="US")
         fake.complete_onboarding(payee.account_ref)
         chaos(2)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
-        fake.refund_outside(esc.payment_ref, amount=usd(2_000))
+        release(service, esc)
+        fake.refund_outside(intent_of(esc), amount=usd(2_000))
         fake.hold_refunds(True)
         refund = service.refund(esc.id, amount=usd(3_000), actor=ADMIN, idempotency_key=new_key())
         chaos(3)
