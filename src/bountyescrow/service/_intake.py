@@ -193,11 +193,11 @@ class EventIntake:
         namespace = self._other_namespace(event.object)
         if namespace is not None:
             return self._ignore(event, "other_namespace", namespace)
-        # Spare a duplicate the call that re-fetches a mutable object (a payment confirmed
-        # again costs one call and changes nothing, so it is not worth a read of its own).
-        # The locked check in `work` is what dedupes.
+        # Spare a duplicate the call that re-fetches a mutable object (confirming a payment
+        # or a transfer again costs one call and changes nothing, so it is not worth a read
+        # of its own). The locked check in `work` is what dedupes.
         spare = self._refetched(event.object, signed=signed) and not isinstance(
-            event.object, PaymentSnapshot
+            event.object, PaymentSnapshot | TransferSnapshot | ReversalSnapshot
         )
         claimed = self._claimed(event.object)
         if spare or not claimed:
