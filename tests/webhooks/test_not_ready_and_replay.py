@@ -58,6 +58,21 @@ def paid_event(service: EscrowService, fake: FakeGateway) -> tuple[str, JSON, st
     return esc.id, payload_of(fake, "payment_intent.succeeded"), esc.client_secret
 
 
+@pytest.fixture
+def failed_event(
+    late: EscrowService,
+    hiding: HidingStore,
+    fake: FakeGateway,
+    late_dispatcher: WebhookDispatcher,
+) -> tuple[str, JSON]:
+    """(escrow id, its payment_intent.succeeded event), delivered before the escrow's commit
+    was visible: the event answered 500 and is logged as failed with its payload."""
+    escrow_id, event, _ = paid_event(late, fake)
+    with hiding.hiding(escrow_id):
+        assert post(late_dispatcher, fake, event).status == 500
+    return escrow_id, event
+
+
 class TestNotCommittedYet:
     def test_answers_500_then_200_once_the_commit_has_landed(
         self,
@@ -102,6 +117,7 @@ class TestNotCommittedYet:
         fake: FakeGateway,
         late_dispatcher: WebhookDispatcher,
     ) -> None:
+        """The secret is handed out once, when the escrow opens; it is never stored."""
         escrow_id, event, client_secret = paid_event(late, fake)
         assert event["data"]["object"]["client_secret"] == client_secret
         with hiding.hiding(escrow_id):
@@ -120,12 +136,11 @@ class TestReplay:
         self,
         late: EscrowService,
         hiding: HidingStore,
-        fake: FakeGateway,
         late_dispatcher: WebhookDispatcher,
+        failed_event: tuple[str, JSON],
     ) -> None:
-        escrow_id, event, _ = paid_event(late, fake)
+        escrow_id, event = failed_event
         with hiding.hiding(escrow_id):
-            assert post(late_dispatcher, fake, event).status == 500
             still = late_dispatcher.replay(event["id"])
             assert (still.status, still.json()) == (500, {"error": "event_not_ready"})
         replayed = late_dispatcher.replay(event["id"])
@@ -193,15 +208,9 @@ class TestReplay:
         assert (response.status, response.json()) == (409, {"error": "payload_missing"})
 
     def test_replay_event_needs_no_secret(
-        self,
-        late: EscrowService,
-        hiding: HidingStore,
-        fake: FakeGateway,
-        late_dispatcher: WebhookDispatcher,
+        self, late: EscrowService, failed_event: tuple[str, JSON]
     ) -> None:
-        escrow_id, event, _ = paid_event(late, fake)
-        with hiding.hiding(escrow_id):
-            assert post(late_dispatcher, fake, event).status == 500
+        escrow_id, event = failed_event
         assert replay_event(late, event["id"]).status == 200
         assert late.get(escrow_id).status is EscrowStatus.FUNDED
 
@@ -219,14 +228,10 @@ class TestCommandLine:
     def test_webhooks_replay_applies_a_failed_event(
         self,
         late: EscrowService,
-        hiding: HidingStore,
-        fake: FakeGateway,
-        late_dispatcher: WebhookDispatcher,
+        failed_event: tuple[str, JSON],
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        escrow_id, event, _ = paid_event(late, fake)
-        with hiding.hiding(escrow_id):
-            assert post(late_dispatcher, fake, event).status == 500
+        escrow_id, event = failed_event
         calls: list[tuple[str, str]] = []
         code = main(
             [
