@@ -1,4 +1,8 @@
-"""The commands on escrows (the money-moving ones run intent, call, record: DESIGN §7)."""
+"""The commands on escrows (the money-moving ones run intent, call, record: DESIGN §7).
+
+Seven commands, each its validation, its `decide` function for step 1 and its sending; kept in
+one module (a little over 500 lines) because they share the runner and read alike.
+"""
 
 from __future__ import annotations
 

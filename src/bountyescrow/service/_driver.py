@@ -1,4 +1,4 @@
-"""Steps 2 and 3 of intent, call, record (DESIGN §7), and recovery.
+"""Steps 2 and 3 of intent, call, record (DESIGN §7); `_recovery` re-drives what is left.
 
 `drive` sends an operation's stored request with its stored key, then records the answer in
 one short transaction. No transaction is open during the gateway call. An unknown outcome

@@ -5,6 +5,9 @@ renders it with the fields real Stripe sends (API version ``2024-06-20``), check
 Stripe's own example objects (`stripe/openapi` ``fixtures3.json``). Nested objects that Stripe
 sends but that nothing here models (billing details, evidence, settings) are reduced to their
 keys with empty or null values, so code that reads them finds the shape it expects.
+
+Longer than most modules on purpose: it is a catalogue, one record and one renderer per
+resource, read by looking an object up rather than from top to bottom.
 """
 
 from __future__ import annotations

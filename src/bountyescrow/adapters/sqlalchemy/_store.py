@@ -1,5 +1,10 @@
 """`SqlAlchemyStore`: the `EscrowStore` port on PostgreSQL or SQLite, with SQLAlchemy 2 Core.
 
+One module, longer than most, on purpose: the nine repositories are thin and each works through
+the unit of work's private helpers (`first`, `all`, `run`, `update`, `remember`, the key
+locks), whose rules (changed-column and status-guarded UPDATEs, locks before first reads) are
+read best next to their only callers.
+
 A unit of work is one connection and one short transaction: the connection is taken from the
 pool on ``__enter__`` and given back on `commit()` or ``__exit__`` (rolled back unless
 committed), so no connection is held between units of work or across a gateway call.

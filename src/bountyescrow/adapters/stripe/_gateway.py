@@ -1,4 +1,10 @@
-"""`StripeGateway`: the `PaymentGateway` port on Stripe (separate charges and transfers)."""
+"""`StripeGateway`: the `PaymentGateway` port on Stripe (separate charges and transfers).
+
+One class, longer than most modules, on purpose: it is the port's one implementation on
+Stripe, method for method, and every method goes through the same few helpers (`translated`,
+`_read`, `_find`, the parsers); request checks, error mapping and parsing live in `_checks`,
+`_errors` and `_parse`.
+"""
 
 from __future__ import annotations
 
