@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
@@ -90,12 +90,17 @@ def asgi_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
+def asgi_request(fake: FakeGateway, payload: JSON, **signing: Any) -> dict[str, Any]:
+    """`call_asgi` keywords for the payload signed by the fake, sent in one chunk."""
+    body, headers = signed(fake, payload, **signing)
+    return {"headers": asgi_headers(headers), "chunks": [body]}
+
+
 class TestAsgi:
     def test_a_signed_post_is_applied(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher, paid: JSON
     ) -> None:
-        body, headers = signed(fake, paid)
-        result = call_asgi(asgi_app(dispatcher), headers=asgi_headers(headers), chunks=[body])
+        result = call_asgi(asgi_app(dispatcher), **asgi_request(fake, paid))
         assert result.status == 200
         assert result.body == b'{"status":"processed","event":"evt_0001"}'
         assert result.headers[b"content-type"] == b"application/json"
@@ -123,8 +128,7 @@ class TestAsgi:
             return handle(body, headers)
 
         dispatcher.handle = spy  # type: ignore[method-assign]
-        body, headers = signed(fake, paid)
-        call_asgi(asgi_app(dispatcher), headers=asgi_headers(headers), chunks=[body])
+        call_asgi(asgi_app(dispatcher), **asgi_request(fake, paid))
         assert len(threads) == 1
         assert threads[0] is not threading.main_thread()
 
@@ -177,19 +181,19 @@ class TestAsgi:
         store: InMemoryStore,
         paid: JSON,
     ) -> None:
-        body, headers = signed(fake, paid, secret="whsec_wrong")
+        request = asgi_request(fake, paid, secret="whsec_wrong")
         with nothing_written(store, service):
-            result = call_asgi(asgi_app(dispatcher), headers=asgi_headers(headers), chunks=[body])
+            result = call_asgi(asgi_app(dispatcher), **request)
         assert (result.status, result.body) == (400, b'{"error":"signature_mismatch"}')
 
     def test_a_path_limits_what_is_answered(
         self, fake: FakeGateway, dispatcher: WebhookDispatcher, paid: JSON
     ) -> None:
         app = asgi_app(dispatcher, path="/stripe/webhooks")
-        body, headers = signed(fake, paid)
-        elsewhere = call_asgi(app, path="/other", headers=asgi_headers(headers), chunks=[body])
+        request = asgi_request(fake, paid)
+        elsewhere = call_asgi(app, path="/other", **request)
         assert (elsewhere.status, elsewhere.body) == (404, b'{"error":"not_found"}')
-        here = call_asgi(app, headers=asgi_headers(headers), chunks=[body])
+        here = call_asgi(app, **request)
         assert here.status == 200
 
     def test_a_client_that_disconnects_gets_nothing(
@@ -236,10 +240,6 @@ class TestAsgi:
         assert response.status_code == 200
         assert response.json() == {"status": "processed", "event": "evt_0001"}
         assert is_funded(service)
-
-    def test_the_cap_must_be_positive(self, dispatcher: WebhookDispatcher) -> None:
-        with pytest.raises(ValueError, match="max_body_bytes"):
-            asgi_app(dispatcher, max_body_bytes=0)
 
 
 # --- WSGI ------------------------------------------------------------------------------------
@@ -302,6 +302,23 @@ def call_wsgi(
     return WsgiResult(status, response_headers, b"".join(chunks))
 
 
+def refused_unread(
+    app: Any, store: InMemoryStore, service: EscrowService, content_length: str
+) -> bytes:
+    """Call `app` with a body it must not read; it answers 400 and nothing is written."""
+    with nothing_written(store, service):
+        result = call_wsgi(app, content_length=content_length, stream=NoReading())
+    assert result.code == 400
+    return result.body
+
+
+def call_terminated(app: Any, body: bytes, headers: dict[str, str]) -> WsgiResult:
+    """Call `app` the way a de-chunking server does: no length, ``wsgi.input_terminated``."""
+    return call_wsgi(
+        app, body=body, headers=headers, content_length=None, **{"wsgi.input_terminated": True}
+    )
+
+
 class TestWsgi:
     def test_a_signed_post_is_applied(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher, paid: JSON
@@ -330,24 +347,20 @@ class TestWsgi:
         self, service: EscrowService, dispatcher: WebhookDispatcher, store: InMemoryStore
     ) -> None:
         app = wsgi_app(dispatcher, max_body_bytes=1_000)
-        with nothing_written(store, service):
-            result = call_wsgi(app, content_length="1001", stream=NoReading())
-        assert (result.code, result.body) == (400, b'{"error":"body_too_large"}')
+        assert refused_unread(app, store, service, "1001") == b'{"error":"body_too_large"}'
 
     def test_the_dispatcher_cap_is_the_default(
         self, dispatcher: WebhookDispatcher, service: EscrowService, store: InMemoryStore
     ) -> None:
         length = str(dispatcher.max_body_bytes + 1)
-        with nothing_written(store, service):
-            result = call_wsgi(wsgi_app(dispatcher), content_length=length, stream=NoReading())
-        assert (result.code, result.body) == (400, b'{"error":"body_too_large"}')
+        refused = refused_unread(wsgi_app(dispatcher), store, service, length)
+        assert refused == b'{"error":"body_too_large"}'
 
     def test_an_invalid_content_length_is_refused(
         self, service: EscrowService, dispatcher: WebhookDispatcher, store: InMemoryStore
     ) -> None:
-        with nothing_written(store, service):
-            result = call_wsgi(wsgi_app(dispatcher), content_length="12abc", stream=NoReading())
-        assert (result.code, result.body) == (400, b'{"error":"invalid_content_length"}')
+        refused = refused_unread(wsgi_app(dispatcher), store, service, "12abc")
+        assert refused == b'{"error":"invalid_content_length"}'
 
     def test_only_content_length_bytes_are_read(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher, paid: JSON
@@ -382,13 +395,7 @@ class TestWsgi:
     ) -> None:
         """Servers that de-chunk a request set wsgi.input_terminated instead of a length."""
         body, headers = signed(fake, paid)
-        result = call_wsgi(
-            wsgi_app(dispatcher),
-            body=body,
-            headers=headers,
-            content_length=None,
-            **{"wsgi.input_terminated": True},
-        )
+        result = call_terminated(wsgi_app(dispatcher), body, headers)
         assert result.code == 200
         assert is_funded(service)
 
@@ -403,13 +410,7 @@ class TestWsgi:
         body, headers = signed(fake, paid)
         app = wsgi_app(dispatcher, max_body_bytes=100)
         with nothing_written(store, service):
-            result = call_wsgi(
-                app,
-                body=body,
-                headers=headers,
-                content_length=None,
-                **{"wsgi.input_terminated": True},
-            )
+            result = call_terminated(app, body, headers)
         assert (result.code, result.body) == (400, b'{"error":"body_too_large"}')
 
     def test_a_path_limits_what_is_answered(self, dispatcher: WebhookDispatcher) -> None:
@@ -417,6 +418,14 @@ class TestWsgi:
         result = call_wsgi(app, path="/elsewhere", stream=NoReading())
         assert (result.status, result.body) == ("404 Not Found", b'{"error":"not_found"}')
 
-    def test_the_cap_must_be_positive(self, dispatcher: WebhookDispatcher) -> None:
-        with pytest.raises(ValueError, match="max_body_bytes"):
-            wsgi_app(dispatcher, max_body_bytes=-1)
+
+# --- both ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mount", [asgi_app, wsgi_app], ids=["asgi", "wsgi"])
+@pytest.mark.parametrize("cap", [0, -1])
+def test_the_cap_must_be_positive(
+    dispatcher: WebhookDispatcher, mount: Callable[..., Any], cap: int
+) -> None:
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        mount(dispatcher, max_body_bytes=cap)
