@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
 from bountyescrow import (
     Actor,
     Decision,
+    Escrow,
     EscrowService,
     EscrowStatus,
     Money,
+    Operation,
     OperationKind,
     OperationStatus,
     errors,
@@ -20,6 +23,17 @@ from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from tests.keys import new_key
 
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
+
+
+def release(
+    service: EscrowService, esc: Escrow, amount: int | None = None, key: str | None = None
+) -> Operation:
+    """The poster releases `amount` (everything available if None) to the hunter, under
+    `key` (a fresh idempotency key if None)."""
+    gross = None if amount is None else usd(amount)
+    return service.release(
+        esc.id, payee_id=HUNTER, amount=gross, actor=POSTER, idempotency_key=key or new_key()
+    )
 
 
 class TestOpenEscrow:
@@ -221,9 +235,7 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc, 10_000)
         assert op.status is OperationStatus.SUCCEEDED
         assert (op.gross, op.fee, op.net) == (usd(10_000), usd(1_000), usd(9_000))
         esc = service.get(esc.id)
@@ -253,7 +265,7 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert service.get(esc.id).available == usd(0)
         assert fake.movements == []
@@ -267,7 +279,7 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         cancelled = service.cancel_operation(op.id, actor=POSTER)
         assert cancelled.status is OperationStatus.CANCELLED
         assert service.get(esc.id).available == usd(25_000)
@@ -279,9 +291,7 @@ class TestRelease:
         ready_payee(service, fake)
         before = service.operations(esc.id)
         with pytest.raises(errors.InsufficientFundsError) as info:
-            service.release(
-                esc.id, payee_id=HUNTER, amount=usd(30_000), actor=POSTER, idempotency_key=new_key()
-            )
+            release(service, esc, 30_000)
         assert info.value.available == usd(25_000)
         # Only the refusal is stored, under its idempotency key (DESIGN §11): no money state.
         assert service.operations(esc.id) == before
@@ -330,57 +340,49 @@ class TestRelease:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        a = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="r1"
-        )
-        b = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="r1"
-        )
+        a = release(service, esc, 1_000, key="r1")
+        b = release(service, esc, 1_000, key="r1")
         assert a.id == b.id
         assert len(fake.movements) == 1
         with pytest.raises(errors.IdempotencyConflictError):
-            service.release(
-                esc.id, payee_id=HUNTER, amount=usd(2_000), actor=POSTER, idempotency_key="r1"
-            )
+            release(service, esc, 2_000, key="r1")
 
 
 class TestUnknownOutcomes:
-    def test_timeout_after_effect_returns_pending_and_recover_finishes_with_one_transfer(
-        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
+    @pytest.mark.parametrize(
+        ("error", "made"),
+        [
+            pytest.param("timeout_after_effect", 1, id="made_but_the_answer_was_lost"),
+            pytest.param("unavailable", 0, id="never_made"),
+        ],
+    )
+    def test_a_lost_answer_returns_pending_and_recover_ends_with_one_transfer(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        clock: ManualClock,
+        error: str,
+        made: int,
     ) -> None:
+        """Whether or not Stripe made the transfer, recovery sends it at most once."""
         esc = funded(service, fake)
         ready_payee(service, fake)
-        fake.fail_next("transfer", error="timeout_after_effect")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        fake.fail_next("transfer", error=error)
+        op = release(service, esc)
         assert op.status is OperationStatus.PENDING
-        clock.advance(__import__("datetime").timedelta(minutes=5))
+        assert len(fake.movements) == made
+        clock.advance(timedelta(minutes=5))
         service.recover()
         assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
         assert [m.operation_id for m in fake.movements] == [op.id]
 
-    def test_unavailable_then_recover_sends_once(
-        self, service: EscrowService, fake: FakeGateway, clock: ManualClock
-    ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        fake.fail_next("transfer", error="unavailable")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
-        assert op.status is OperationStatus.PENDING
-        assert fake.movements == []
-        clock.advance(__import__("datetime").timedelta(minutes=5))
-        service.recover()
-        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
-        assert len(fake.movements) == 1
-
     def test_a_replayed_server_error_waits_for_the_key_window_then_looks_up(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
-        from datetime import timedelta
-
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="server_error")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         clock.advance(timedelta(minutes=5))
         service.recover()  # same key: Stripe replays the 500
         assert service.get_operation(op.id).status is OperationStatus.PENDING
@@ -397,7 +399,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="invalid")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.FAILED
         assert op.error
         assert service.get(esc.id).available == usd(25_000)
@@ -408,7 +410,7 @@ class TestUnknownOutcomes:
         esc = funded(service, fake)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="destination_not_ready")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
 
 
@@ -446,10 +448,8 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
-        rev = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
+        paid = release(service, esc, 10_000)
+        rev = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         assert rev.status is OperationStatus.SUCCEEDED
         esc = service.get(esc.id)
         assert esc.held == usd(25_000)
@@ -461,9 +461,7 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        release(service, esc, 10_000)
         service.refund(esc.id, actor=ADMIN, reverse_releases=True, idempotency_key=new_key())
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.REFUNDED
@@ -474,16 +472,14 @@ class TestRefundAndReverse:
     ) -> None:
         esc = funded(service, fake)
         ready_payee(service, fake)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        paid = release(service, esc, 10_000)
         payee = service.get_payee(HUNTER)
         fake.payout(payee.account_ref, usd(9_000))
         with pytest.raises(errors.ReversalFailedError) as info:
             service.refund(esc.id, actor=ADMIN, reverse_releases=True, idempotency_key=new_key())
         assert info.value.shortfall == usd(9_000)
         assert service.get(esc.id).refunded == usd(0)
-        assert service.get_operation(release.id).status is OperationStatus.SUCCEEDED
+        assert service.get_operation(paid.id).status is OperationStatus.SUCCEEDED
 
 
 class TestDisputesAndOutsideChanges:
@@ -499,7 +495,7 @@ class TestDisputesAndOutsideChanges:
         assert frozen.status is EscrowStatus.DISPUTED
         assert frozen.held == usd(0)
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+            release(service, esc)
         fake.close_dispute(esc.payment_ref, won=True)
         fake.deliver(service)
         esc = service.get(esc.id)
