@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from bountyescrow import (
+    Actor,
+    Escrow,
     EscrowService,
     EscrowStatus,
+    Operation,
     OperationKind,
     OperationStatus,
     errors,
@@ -66,18 +69,34 @@ def kinds(fake: FakeGateway) -> list[str]:
     return [m.kind for m in fake.movements]
 
 
+def payable(service: EscrowService, fake: FakeGateway) -> Escrow:
+    """A funded escrow whose hunter is ready to be paid."""
+    esc = funded(service, fake)
+    ready_payee(service, fake)
+    return esc
+
+
+def release(
+    service: EscrowService,
+    esc: Escrow,
+    amount: int | None = None,
+    *,
+    key: str | None = None,
+    actor: Actor = POSTER,
+) -> Operation:
+    """`actor` releases `amount` (everything if None) to the hunter under `key` (or a new one)."""
+    gross = None if amount is None else usd(amount)
+    return service.release(
+        esc.id, payee_id=HUNTER, amount=gross, actor=actor, idempotency_key=key or new_key()
+    )
+
+
 class TestSameKeySameParameters:
     def test_release_replays_the_operation_with_one_transfer(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        calls = [
-            service.release(
-                esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="r"
-            )
-            for _ in range(3)
-        ]
+        esc = payable(service, fake)
+        calls = [release(service, esc, 5_000, key="r") for _ in range(3)]
         assert {op.id for op in calls} == {calls[0].id}
         assert {op.status for op in calls} == {OperationStatus.SUCCEEDED}
         assert [(m.kind, m.operation_id) for m in fake.movements] == [("transfer", calls[0].id)]
@@ -97,13 +116,10 @@ class TestSameKeySameParameters:
     def test_reverse_replays_the_operation_with_one_reversal(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
-        first = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key="v")
-        again = service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key="v")
+        esc = payable(service, fake)
+        paid = release(service, esc, 10_000)
+        first = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key="v")
+        again = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key="v")
         assert again.id == first.id
         assert again.status is OperationStatus.SUCCEEDED
         assert kinds(fake) == ["transfer", "reversal"]
@@ -148,20 +164,13 @@ class TestKeysArePerActor:
     def test_two_actors_use_the_same_key_independently(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        by_poster = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="pay"
-        )
-        by_admin = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(2_000), actor=ADMIN, idempotency_key="pay"
-        )
+        esc = payable(service, fake)
+        by_poster = release(service, esc, 1_000, key="pay")
+        by_admin = release(service, esc, 2_000, key="pay", actor=ADMIN)
         assert by_poster.id != by_admin.id
         assert (by_poster.gross, by_admin.gross) == (usd(1_000), usd(2_000))
         assert [m.operation_id for m in fake.movements] == [by_poster.id, by_admin.id]
-        replay = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="pay"
-        )
+        replay = release(service, esc, 1_000, key="pay")
         assert replay.id == by_poster.id
 
 
@@ -169,17 +178,12 @@ class TestStoredErrors:
     def test_insufficient_funds_is_replayed_after_money_came_back(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        big = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER, idempotency_key=new_key()
-        )
+        esc = payable(service, fake)
+        big = release(service, esc, 20_000)
 
         def ask() -> errors.InsufficientFundsError:
             with pytest.raises(errors.InsufficientFundsError) as info:
-                service.release(
-                    esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key="k"
-                )
+                release(service, esc, 10_000, key="k")
             return info.value
 
         first = ask()
@@ -193,14 +197,11 @@ class TestStoredErrors:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         """`available` and `requested` are Money on the replay too, as on the first call."""
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         errors_seen = []
         for _ in range(2):
             with pytest.raises(errors.InsufficientFundsError) as info:
-                service.release(
-                    esc.id, payee_id=HUNTER, amount=usd(90_000), actor=POSTER, idempotency_key="k"
-                )
+                release(service, esc, 90_000, key="k")
             errors_seen.append(info.value)
         first, again = errors_seen
         assert (first.available, first.requested) == (usd(25_000), usd(90_000))
@@ -214,7 +215,7 @@ class TestStoredErrors:
 
         def ask() -> errors.InvalidTransitionError:
             with pytest.raises(errors.InvalidTransitionError) as info:
-                service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key="early")
+                release(service, esc, key="early")
             return info.value
 
         first = ask()
@@ -257,30 +258,27 @@ class TestInProgress:
         fake: FakeGateway,
     ) -> None:
         service = intercepted
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         seen: list[object] = []
 
-        def release() -> Any:
-            return service.release(
-                esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="r"
-            )
+        def ask() -> Operation:
+            return release(service, esc, 5_000, key="r")
 
         def retry_meanwhile() -> None:
             try:
-                seen.append(release())
+                seen.append(ask())
             except errors.BountyEscrowError as exc:
                 seen.append(exc)
 
         intercepting.before_transfer = retry_meanwhile
-        op = release()
+        op = ask()
         assert op.status is OperationStatus.SUCCEEDED
         assert len(seen) == 1
         assert isinstance(seen[0], errors.IdempotencyInProgressError)
         assert seen[0].retryable
         assert "'r'" in str(seen[0])
         assert [m.operation_id for m in fake.movements] == [op.id]
-        assert release().id == op.id  # finished: a retry now replays it
+        assert ask().id == op.id  # finished: a retry now replays it
 
     def test_after_the_lease_expires_a_retry_resumes_the_operation_of_a_dead_process(
         self,
@@ -291,26 +289,23 @@ class TestInProgress:
     ) -> None:
         """The process dies inside the gateway call, with the lease still held."""
         service = intercepted
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
 
-        def release() -> Any:
-            return service.release(
-                esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="r"
-            )
+        def ask() -> Operation:
+            return release(service, esc, 5_000, key="r")
 
         def die() -> None:
             raise Crash("the process died before the transfer was sent")
 
         intercepting.before_transfer = die
         with pytest.raises(Crash):
-            release()
+            ask()
         (stuck,) = [op for op in service.operations(esc.id) if op.kind is OperationKind.RELEASE]
         assert stuck.status is OperationStatus.PENDING
         with pytest.raises(errors.IdempotencyInProgressError):
-            release()
+            ask()
         clock.advance(LEASE + timedelta(seconds=1))
-        op = release()
+        op = ask()
         assert op.id == stuck.id
         assert op.status is OperationStatus.SUCCEEDED
         assert [m.operation_id for m in fake.movements] == [stuck.id]
@@ -318,20 +313,17 @@ class TestInProgress:
     def test_a_retry_after_an_unknown_outcome_resumes_the_same_operation(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
 
-        def release() -> Any:
-            return service.release(
-                esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key="r"
-            )
+        def ask() -> Operation:
+            return release(service, esc, 5_000, key="r")
 
         fake.fail_next("transfer", error="unavailable")
-        first = release()
+        first = ask()
         assert first.status is OperationStatus.PENDING
         assert fake.movements == []
         clock.advance(LEASE + timedelta(seconds=1))
-        again = release()
+        again = ask()
         assert again.id == first.id
         assert again.status is OperationStatus.SUCCEEDED
         assert [m.operation_id for m in fake.movements] == [first.id]
@@ -342,29 +334,19 @@ class TestExpiry:
     def test_a_key_is_still_remembered_just_before_its_ttl(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="k"
-        )
+        esc = payable(service, fake)
+        release(service, esc, 1_000, key="k")
         clock.advance(timedelta(hours=23, minutes=59))
         with pytest.raises(errors.IdempotencyConflictError):
-            service.release(
-                esc.id, payee_id=HUNTER, amount=usd(2_000), actor=POSTER, idempotency_key="k"
-            )
+            release(service, esc, 2_000, key="k")
 
     def test_after_the_ttl_the_key_is_free_for_another_request(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        first = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(1_000), actor=POSTER, idempotency_key="k"
-        )
+        esc = payable(service, fake)
+        first = release(service, esc, 1_000, key="k")
         clock.advance(timedelta(hours=25))
-        second = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(2_000), actor=POSTER, idempotency_key="k"
-        )
+        second = release(service, esc, 2_000, key="k")
         assert second.id != first.id
         assert second.status is OperationStatus.SUCCEEDED
         assert [m.operation_id for m in fake.movements] == [first.id, second.id]
