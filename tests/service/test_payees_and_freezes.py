@@ -6,7 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from bountyescrow import EscrowService, EscrowStatus, OperationStatus, errors
+from bountyescrow import (
+    Actor,
+    Escrow,
+    EscrowService,
+    EscrowStatus,
+    Operation,
+    OperationStatus,
+    errors,
+)
 from bountyescrow.testing import FakeGateway, ManualClock
 from tests.keys import new_key
 
@@ -16,6 +24,34 @@ from .crashing import Crash
 
 def event_types(service: EscrowService) -> list[str]:
     return [e.type for e in service.events(limit=10_000)]
+
+
+def payable(service: EscrowService, fake: FakeGateway) -> Escrow:
+    """A funded escrow whose hunter is ready to be paid."""
+    esc = funded(service, fake)
+    ready_payee(service, fake)
+    return esc
+
+
+def intent_of(esc: Escrow) -> str:
+    """The escrow's PaymentIntent ref (every opened escrow has one)."""
+    assert esc.payment_ref is not None
+    return esc.payment_ref
+
+
+def release(
+    service: EscrowService,
+    esc: Escrow,
+    amount: int | None = None,
+    *,
+    actor: Actor = POSTER,
+    payee_id: str = HUNTER,
+) -> Operation:
+    """`actor` releases `amount` (everything if None) to `payee_id`, with a fresh key."""
+    gross = None if amount is None else usd(amount)
+    return service.release(
+        esc.id, payee_id=payee_id, amount=gross, actor=actor, idempotency_key=new_key()
+    )
 
 
 class TestRegisterPayee:
@@ -61,9 +97,7 @@ class TestWaitingReleases:
     ) -> None:
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc, 10_000)
         assert op.status is OperationStatus.AWAITING_PAYEE
         waiting = service.get(esc.id)
         assert (waiting.held, waiting.reserved, waiting.available) == (
@@ -86,9 +120,7 @@ class TestWaitingReleases:
         ops = []
         for bounty in ("b1", "b2", "b3"):
             esc = funded(service, fake, amount=10_000, bounty=bounty)
-            ops.append(
-                service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
-            )
+            ops.append(release(service, esc))
         assert {op.status for op in ops} == {OperationStatus.AWAITING_PAYEE}
         fake.complete_onboarding(payee.account_ref)
         fake.deliver(service, duplicate=True)
@@ -109,7 +141,7 @@ class TestWaitingReleases:
         )
         esc = funded(service, fake)
         payee = service.register_payee(HUNTER, country="US")
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         fake.complete_onboarding(payee.account_ref)
         with pytest.raises(Crash):
             fake.deliver(dying)
@@ -123,25 +155,21 @@ class TestWaitingReleases:
     def test_a_deauthorized_payee_is_not_ready(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.deauthorize(service.get_payee(HUNTER).account_ref)
         fake.deliver(service)
         assert service.get_payee(HUNTER).ready is False
         assert "payee.not_ready" in event_types(service)
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert fake.movements == []
 
     def test_destination_not_ready_sends_the_release_back_to_waiting(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.fail_next("transfer", error="destination_not_ready")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc, 10_000)
         assert op.status is OperationStatus.AWAITING_PAYEE
         assert op.error
         assert service.get_payee(HUNTER).ready is False
@@ -151,12 +179,11 @@ class TestWaitingReleases:
     def test_a_waiting_release_goes_when_the_account_is_ready_again(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         account = service.get_payee(HUNTER).account_ref
         fake.restrict(account)
         fake.deliver(service)
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
         fake.complete_onboarding(account)
         fake.deliver(service)
@@ -165,11 +192,8 @@ class TestWaitingReleases:
     def test_a_failed_payout_becomes_a_domain_event(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        esc = payable(service, fake)
+        release(service, esc, 10_000)
         account = service.get_payee(HUNTER).account_ref
         payout = fake.payout(account, usd(9_000), failed=True)
         fake.deliver(service)
@@ -177,11 +201,8 @@ class TestWaitingReleases:
         assert event.data == {"payee_id": HUNTER, "payout": payout, "code": "account_closed"}
 
     def test_a_paid_payout_is_no_event(self, service: EscrowService, fake: FakeGateway) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
+        esc = payable(service, fake)
+        release(service, esc, 10_000)
         fake.payout(service.get_payee(HUNTER).account_ref, usd(9_000))
         before = event_types(service)
         fake.deliver(service)
@@ -192,49 +213,42 @@ class TestFraudWarnings:
     def test_freeze_refuse_release_allow_admin_refund_then_clear(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        esc = payable(service, fake)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(service)
         frozen = service.get(esc.id)
         assert frozen.status is EscrowStatus.DISPUTED
         assert frozen.frozen
         with pytest.raises(errors.EscrowFrozenError, match="frozen"):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+            release(service, esc)
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=ADMIN, idempotency_key=new_key())
+            release(service, esc, actor=ADMIN)
         refund = service.refund(esc.id, amount=usd(5_000), actor=ADMIN, idempotency_key=new_key())
         assert refund.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).refunded == usd(5_000)
         cleared = service.clear_fraud_warning(esc.id, actor=ADMIN)
         assert not cleared.frozen
         assert cleared.status is EscrowStatus.PARTIALLY_SETTLED
-        op = service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+        op = release(service, esc)
         assert op.status is OperationStatus.SUCCEEDED
         assert service.get(esc.id).status is EscrowStatus.SETTLED
 
     def test_a_frozen_escrow_refuses_reversals(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        esc = payable(service, fake)
+        paid = release(service, esc, 5_000)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(service)
         with pytest.raises(errors.EscrowFrozenError):
-            service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
+            service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         assert [m.kind for m in fake.movements] == ["transfer"]
 
     def test_the_same_warning_delivered_twice_freezes_once(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(service, duplicate=True)
         assert event_types(service).count("escrow.frozen") == 1
         service.clear_fraud_warning(esc.id, actor=ADMIN)
@@ -245,33 +259,28 @@ class TestDisputes:
     def test_an_inquiry_freezes_without_taking_money_and_closing_it_unfreezes(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref, inquiry=True)
+        esc = payable(service, fake)
+        fake.open_dispute(intent_of(esc), inquiry=True)
         fake.deliver(service)
         inquired = service.get(esc.id)
         assert inquired.status is EscrowStatus.DISPUTED
         assert (inquired.held, inquired.dispute_withdrawn) == (usd(25_000), usd(0))
         with pytest.raises(errors.EscrowFrozenError):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
-        fake.close_dispute(esc.payment_ref)
+            release(service, esc)
+        fake.close_dispute(intent_of(esc))
         fake.deliver(service)
         closed = service.get(esc.id)
         assert closed.status is EscrowStatus.FUNDED
         assert closed.held == usd(25_000)
-        assert service.release(
-            esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key()
-        ).status is (OperationStatus.SUCCEEDED)
+        assert release(service, esc).status is (OperationStatus.SUCCEEDED)
 
     def test_a_lost_dispute_leaves_the_money_withdrawn_and_the_escrow_settles(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref)
+        fake.open_dispute(intent_of(esc))
         fake.deliver(service)
-        fake.close_dispute(esc.payment_ref, won=False)
+        fake.close_dispute(intent_of(esc), won=False)
         fake.deliver(service)
         lost = service.get(esc.id)
         assert not lost.frozen
@@ -288,13 +297,9 @@ class TestDisputes:
     def test_withdrawn_beyond_what_is_available_goes_to_shortfall(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        service.release(
-            esc.id, payee_id=HUNTER, amount=usd(20_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref)  # the whole 25,000
+        esc = payable(service, fake)
+        release(service, esc, 20_000)
+        fake.open_dispute(intent_of(esc))  # the whole 25,000
         fake.deliver(service)
         disputed = service.get(esc.id)
         assert (disputed.held, disputed.dispute_withdrawn, disputed.shortfall) == (
@@ -311,11 +316,8 @@ class TestDisputes:
         """Nothing was sent for a waiting release, so its money is the first to go."""
         esc = funded(service, fake)
         service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref, amount=usd(20_000))
+        op = release(service, esc, 10_000)
+        fake.open_dispute(intent_of(esc), amount=usd(20_000))
         fake.deliver(service)
         disputed = service.get(esc.id)
         assert (disputed.held, disputed.reserved) == (usd(5_000), usd(0))
@@ -328,8 +330,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.cancel_outside(esc.payment_ref)
+        fake.cancel_outside(intent_of(esc))
         fake.deliver(service)
         cancelled = service.get(esc.id)
         assert cancelled.status is EscrowStatus.CANCELLED
@@ -342,15 +343,14 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.process(esc.payment_ref)
+        fake.process(intent_of(esc))
         fake.deliver(service)
         processing = service.get(esc.id)
         assert processing.status is EscrowStatus.AWAITING_FUNDING
         assert processing.payment_status == "processing"
         with pytest.raises(errors.InvalidTransitionError, match="processing"):
             service.cancel(esc.id, actor=POSTER)
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         fake.deliver(service)
         assert service.get(esc.id).status is EscrowStatus.FUNDED
 
@@ -358,13 +358,12 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.decline(esc.payment_ref)
+        fake.decline(intent_of(esc))
         fake.deliver(service)
         declined = service.get(esc.id)
         assert declined.status is EscrowStatus.AWAITING_FUNDING
         assert declined.last_payment_error
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         fake.deliver(service)
         paid = service.get(esc.id)
         assert paid.status is EscrowStatus.FUNDED
@@ -375,8 +374,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         assert fake.drop_events() == 1
         clock.advance(service.settings.poll_interval - timedelta(seconds=1))
         service.recover()
@@ -398,13 +396,9 @@ class TestReserveAndHoldLimits:
         funded(service, fake, amount=10_000, bounty="b2")
         open_escrow(service, amount=5_000, bounty="b3")  # not funded: nothing held
         ready_payee(service, fake)
-        service.release(
-            a.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER, idempotency_key=new_key()
-        )
+        release(service, a, 4_000)
         service.register_payee("hunter-2", country="US")
-        service.release(
-            a.id, payee_id="hunter-2", amount=usd(1_000), actor=POSTER, idempotency_key=new_key()
-        )  # waits
+        release(service, a, 1_000, payee_id="hunter-2")  # waits
         held = sum((e.held.amount for e in service.find()), 0)
         assert held == 21_000 + 10_000  # the waiting 1,000 is still held
         assert service.required_reserve("usd") == usd(held)
