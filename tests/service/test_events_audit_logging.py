@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from bountyescrow import (
     Actor,
     AuditRecord,
     DomainEvent,
+    Escrow,
     EscrowService,
     EscrowStatus,
     OperationKind,
@@ -28,6 +29,8 @@ from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, u
 
 GATEWAY = "gateway:external"
 
+Hook = Callable[[DomainEvent], None]
+
 
 def story(service: EscrowService, fake: FakeGateway) -> str:
     """Fund, pay out part, refund part, reverse a release: many events on one escrow."""
@@ -40,6 +43,19 @@ def story(service: EscrowService, fake: FakeGateway) -> str:
     service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
     fake.deliver(service)
     return esc.id
+
+
+def intent_of(esc: Escrow) -> str:
+    """The escrow's PaymentIntent ref (every opened escrow has one)."""
+    assert esc.payment_ref is not None
+    return esc.payment_ref
+
+
+def hooked_service(
+    store: InMemoryStore, fake: FakeGateway, clock: ManualClock, *hooks: Hook
+) -> EscrowService:
+    """A service that hands each committed event to `hooks`, in order."""
+    return EscrowService(store, fake, fee_bps=1000, clock=clock, hooks=hooks)
 
 
 def key(event: DomainEvent) -> tuple[Any, ...]:
@@ -101,7 +117,7 @@ class TestHooks:
         clock: ManualClock,
         received: list[DomainEvent],
     ) -> Iterator[EscrowService]:
-        service = EscrowService(store, fake, fee_bps=1000, clock=clock, hooks=[received.append])
+        service = hooked_service(store, fake, clock, received.append)
         yield service
         assert service.check_invariants() == []
 
@@ -122,7 +138,7 @@ class TestHooks:
         def hook(event: DomainEvent) -> None:
             found.append(key(event) in [key(e) for e in service.events(limit=10_000)])
 
-        service = EscrowService(store, fake, fee_bps=1000, clock=clock, hooks=[hook])
+        service = hooked_service(store, fake, clock, hook)
         story(service, fake)
         assert found
         assert all(found)
@@ -141,8 +157,7 @@ class TestHooks:
         self, hooked: EscrowService, fake: FakeGateway, received: list[DomainEvent]
     ) -> None:
         esc = funded(hooked, fake)
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(hooked)
         hooked.clear_fraud_warning(esc.id, actor=ADMIN)
         assert [e.type for e in hooked.events(limit=10_000)][-1] == "escrow.unfrozen"
@@ -168,7 +183,7 @@ class TestHooks:
             raise RuntimeError("the host's hook is broken")
 
         after: list[DomainEvent] = []
-        service = EscrowService(store, fake, fee_bps=1000, clock=clock, hooks=[boom, after.append])
+        service = hooked_service(store, fake, clock, boom, after.append)
         esc = funded(service, fake)
         ready_payee(service, fake)
         with caplog.at_level(logging.ERROR, logger="bountyescrow"):
@@ -197,8 +212,7 @@ class TestAuditTrail:
             actor=POSTER,
             correlation_id="req-open",
         )
-        assert opened.payment_ref is not None
-        fake.pay(opened.payment_ref)
+        fake.pay(intent_of(opened))
         fake.deliver(service)
         ready_payee(service, fake)
         release = service.release(
@@ -266,9 +280,7 @@ class TestAuditTrail:
             "req-co",
         )
         assert (record.before["reserved"], record.after["reserved"]) == (25_000, 0)
-
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(service)
         service.clear_fraud_warning(esc.id, actor=ADMIN, correlation_id="req-cfw")
         record = audit_of(service, esc.id, "clear_fraud_warning")
@@ -305,9 +317,8 @@ class TestAuditTrail:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
-        assert esc.payment_ref is not None
-        fake.refund_outside(esc.payment_ref, amount=usd(1_000))
-        fake.open_dispute(esc.payment_ref, amount=usd(2_000))
+        fake.refund_outside(intent_of(esc), amount=usd(1_000))
+        fake.open_dispute(intent_of(esc), amount=usd(2_000))
         fake.deliver(service)
         by_action = {r.action: r for r in service.audit_trail(esc.id)}
         for action in ("payment_succeeded", "external_refund", "dispute_needs_response"):
@@ -346,28 +357,25 @@ class TestSecretsStayOut:
     def secret_fake(self, clock: ManualClock) -> FakeGateway:
         return FakeGateway(webhook_secret=self.WEBHOOK_SECRET, clock=clock)
 
+    def open_b1(self, service: EscrowService) -> Escrow:
+        """The poster opens bounty b1 under the key ``open-b1``; again, the call is replayed."""
+        return service.open_escrow(
+            bounty_id="b1",
+            poster_id=POSTER.id,
+            amount=usd(25_000),
+            actor=POSTER,
+            receipt_email="poster@example.com",
+            idempotency_key="open-b1",
+        )
+
     def full_story(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> tuple[str, str]:
         """Everything that logs: denials, outside changes, unknown outcomes, broken hooks."""
-        esc = service.open_escrow(
-            bounty_id="b1",
-            poster_id=POSTER.id,
-            amount=usd(25_000),
-            actor=POSTER,
-            receipt_email="poster@example.com",
-            idempotency_key="open-b1",
-        )
+        esc = self.open_b1(service)
         assert esc.client_secret
         assert esc.payment_ref
-        again = service.open_escrow(
-            bounty_id="b1",
-            poster_id=POSTER.id,
-            amount=usd(25_000),
-            actor=POSTER,
-            receipt_email="poster@example.com",
-            idempotency_key="open-b1",
-        )
+        again = self.open_b1(service)
         assert again.client_secret == esc.client_secret
         fake.decline(esc.payment_ref)
         deliver_with_payloads(fake, service)
@@ -406,7 +414,7 @@ class TestSecretsStayOut:
         def broken_hook(event: DomainEvent) -> None:
             raise RuntimeError(f"hook failed on {event!r}")
 
-        service = EscrowService(store, secret_fake, fee_bps=1000, clock=clock, hooks=[broken_hook])
+        service = hooked_service(store, secret_fake, clock, broken_hook)
         with caplog.at_level(logging.DEBUG, logger="bountyescrow"):
             _, client_secret = self.full_story(service, secret_fake, clock)
         assert len(caplog.records) > 5  # the story did log: warnings, errors, exceptions
@@ -433,14 +441,7 @@ class TestSecretsStayOut:
     ) -> None:
         service = EscrowService(store, secret_fake, fee_bps=1000, clock=clock)
         esc_id, client_secret = self.full_story(service, secret_fake, clock)
-        opened = service.open_escrow(
-            bounty_id="b1",
-            poster_id=POSTER.id,
-            amount=usd(25_000),
-            actor=POSTER,
-            receipt_email="poster@example.com",
-            idempotency_key="open-b1",
-        )
+        opened = self.open_b1(service)
         assert client_secret not in repr(opened)
         with store.unit_of_work() as uow:
             idempotency = uow.idempotency.get(POSTER.id, "open-b1")
