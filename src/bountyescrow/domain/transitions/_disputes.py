@@ -23,6 +23,7 @@ from bountyescrow.domain.transitions._common import (
     Outcome,
     _debt_payment,
     _event,
+    _pay_debt,
     _withdraw,
     check_amount,
 )
@@ -173,13 +174,15 @@ def apply_dispute(
         events.append(_event("escrow.frozen", escrow, dispute_id=dispute.id))
     if not status_changed and not entries and not refundable_changed:
         return Outcome(escrow=escrow)
-    return Outcome(
+    outcome = Outcome(
         escrow=escrow,
         operations=cut,
         entries=tuple(entries),
         events=tuple(events),
         disputes=(dispute,),
     )
+    # A reservation cut by the withdrawal frees money: the debt is paid from it first.
+    return _pay_debt(outcome, f"{snapshot.ref}:withdrawn:{snapshot.funds_withdrawn.amount}")
 
 
 def apply_fraud_warning(escrow: Escrow, warning_ref: str) -> Outcome:

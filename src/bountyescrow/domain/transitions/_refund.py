@@ -213,7 +213,7 @@ def adopt_external_refund(
         shortfall=taken.debt,
     )
     escrow = attrs.evolve(taken.escrow, refunded=taken.escrow.refunded + refund.amount)
-    return Outcome(
+    outcome = Outcome(
         escrow=escrow,
         operations=(*taken.cut, op),
         entries=(_refund_entry(escrow, op, refund.ref),),
@@ -228,3 +228,5 @@ def adopt_external_refund(
             ),
         ),
     )
+    # A reservation cut by the refund frees money: the debt is paid from it first.
+    return _pay_debt(outcome, f"{refund.ref}:adopted")
