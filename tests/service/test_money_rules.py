@@ -8,6 +8,7 @@ debt (`shortfall`), settled first whenever money comes back. A frozen escrow sen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,9 @@ from bountyescrow import (
     EscrowStatus,
     FeeSchedule,
     Money,
+    Operation,
     OperationStatus,
+    Payee,
     errors,
 )
 from bountyescrow.domain.amount_rules import problem
@@ -52,16 +55,40 @@ def assert_books_match_the_gateway(
     assert (escrow.released - escrow.fees).amount == moved["transfer"] - moved["reversal"]
 
 
+def intent_of(esc: Escrow) -> str:
+    """The escrow's PaymentIntent ref (every opened escrow has one)."""
+    assert esc.payment_ref is not None
+    return esc.payment_ref
+
+
+def release(service: EscrowService, esc: Escrow, amount: int | None = None) -> Operation:
+    """The poster releases `amount` (everything if None) to the hunter, with a fresh key."""
+    gross = None if amount is None else usd(amount)
+    return service.release(
+        esc.id, payee_id=HUNTER, amount=gross, actor=POSTER, idempotency_key=new_key()
+    )
+
+
+def waiting_release(
+    service: EscrowService, fake: FakeGateway, amount: int
+) -> tuple[Escrow, Payee, Operation]:
+    """A funded 10,000 escrow whose release of `amount` waits for the hunter's onboarding."""
+    esc = funded(service, fake, 10_000)
+    payee = service.register_payee(HUNTER, country="US")
+    op = release(service, esc, amount)
+    assert op.status is OperationStatus.AWAITING_PAYEE
+    return esc, payee, op
+
+
 def pay_with_refund_events_first(
     service: EscrowService, fake: FakeGateway, esc: Escrow, deliver: object
 ) -> None:
     """The poster pays, then the Dashboard refunds it all; the refund's events arrive first."""
-    assert esc.payment_ref is not None
     fake.deliver(service)
-    fake.pay(esc.payment_ref)
+    fake.pay(intent_of(esc))
     payment_events = list(fake.pending_payloads), list(fake.pending_events)
     fake.drop_events()
-    fake.refund_outside(esc.payment_ref)
+    fake.refund_outside(intent_of(esc))
     fake.deliver(deliver)
     payloads, events = payment_events
     if isinstance(deliver, WebhookDispatcher):
@@ -94,9 +121,7 @@ class TestOutsideRefundBeforeFunding:
         )
         assert after.status is EscrowStatus.REFUNDED
         with pytest.raises(errors.InsufficientFundsError):
-            service.release(
-                esc.id, payee_id=HUNTER, amount=usd(9_000), actor=POSTER, idempotency_key=new_key()
-            )
+            release(service, esc, 9_000)
         assert gateway_totals(fake) == {"transfer": 0, "refund": 10_000, "reversal": 0}
         assert_books_match_the_gateway(service, fake, esc.id)
 
@@ -107,11 +132,10 @@ class TestOutsideRefundWhileOwnRefundInFlight:
     ) -> None:
         esc = funded(service, fake, 10_000)
         ready_payee(service, fake)
-        assert esc.payment_ref is not None
         fake.fail_next("refund", error="unavailable")
         own = service.refund(esc.id, actor=ADMIN, idempotency_key=new_key())
         assert own.status is OperationStatus.PENDING
-        fake.refund_outside(esc.payment_ref, amount=usd(10_000))
+        fake.refund_outside(intent_of(esc), amount=usd(10_000))
         fake.deliver(service)
         during = service.get(esc.id)
         assert (during.refunded, during.shortfall, during.available) == (
@@ -126,23 +150,31 @@ class TestOutsideRefundWhileOwnRefundInFlight:
         assert (after.held, after.refunded, after.shortfall) == (usd(0), usd(10_000), usd(0))
         assert after.status is EscrowStatus.REFUNDED
         with pytest.raises(errors.InsufficientFundsError):
-            service.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=new_key())
+            release(service, esc)
         assert gateway_totals(fake) == {"transfer": 0, "refund": 10_000, "reversal": 0}
         assert_books_match_the_gateway(service, fake, esc.id)
+
+
+def try_to_cancel(service: EscrowService, fake: FakeGateway, op_id: str) -> None:
+    """The poster tries to cancel the release the withdrawal already cut: refused."""
+    with pytest.raises(errors.InvalidTransitionError):
+        service.cancel_operation(op_id, actor=POSTER)
+
+
+def declined_send(service: EscrowService, fake: FakeGateway, op_id: str) -> None:
+    """The hunter finishes onboarding; whatever is sent is declined."""
+    fake.fail_next("transfer", error="declined")
+    fake.complete_onboarding(service.get_payee(HUNTER).account_ref)
+    fake.deliver(service)
+    service.recover()
 
 
 class TestChargebackWhileAReleaseWaits:
     def _waiting_release_then_chargeback(
         self, service: EscrowService, fake: FakeGateway
     ) -> tuple[Escrow, str]:
-        esc = funded(service, fake, 10_000)
-        service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(9_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert op.status is OperationStatus.AWAITING_PAYEE
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref)
+        esc, _, op = waiting_release(service, fake, 9_000)
+        fake.open_dispute(intent_of(esc))
         fake.deliver(service)
         return esc, op.id
 
@@ -162,36 +194,32 @@ class TestChargebackWhileAReleaseWaits:
         assert cut.error is not None
         assert "withdrawn by dispute" in cut.error
 
-    def test_cancelling_it_then_losing_the_dispute_leaves_nothing_held(
-        self, service: EscrowService, fake: FakeGateway
+    @pytest.mark.parametrize(
+        "meanwhile",
+        [
+            pytest.param(try_to_cancel, id="the_poster_tries_to_cancel_it"),
+            pytest.param(declined_send, id="the_payee_becomes_ready_and_the_send_is_declined"),
+        ],
+    )
+    def test_losing_the_dispute_then_leaves_nothing_held(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        meanwhile: Callable[[EscrowService, FakeGateway, str], None],
     ) -> None:
+        """The cut release stays failed whatever happens to it before the dispute is lost."""
         esc, op_id = self._waiting_release_then_chargeback(service, fake)
-        with pytest.raises(errors.InvalidTransitionError):
-            service.cancel_operation(op_id, actor=POSTER)
-        assert esc.payment_ref is not None
-        fake.close_dispute(esc.payment_ref, won=False)
+        meanwhile(service, fake, op_id)
+        fake.close_dispute(intent_of(esc), won=False)
         fake.deliver(service)
         lost = service.get(esc.id)
-        assert (lost.held, lost.dispute_withdrawn, lost.shortfall) == (
+        assert (lost.held, lost.available, lost.dispute_withdrawn, lost.shortfall) == (
+            usd(0),
             usd(0),
             usd(10_000),
             usd(0),
         )
         assert lost.status is EscrowStatus.SETTLED
-
-    def test_a_declined_send_then_losing_the_dispute_leaves_nothing_held(
-        self, service: EscrowService, fake: FakeGateway
-    ) -> None:
-        esc, op_id = self._waiting_release_then_chargeback(service, fake)
-        fake.fail_next("transfer", error="declined")
-        fake.complete_onboarding(service.get_payee(HUNTER).account_ref)
-        fake.deliver(service)
-        service.recover()
-        assert esc.payment_ref is not None
-        fake.close_dispute(esc.payment_ref, won=False)
-        fake.deliver(service)
-        lost = service.get(esc.id)
-        assert (lost.held, lost.available, lost.shortfall) == (usd(0), usd(0), usd(0))
         assert service.get_operation(op_id).status is OperationStatus.FAILED
         assert gateway_totals(fake)["transfer"] == 0
         assert_books_match_the_gateway(service, fake, esc.id)
@@ -200,8 +228,7 @@ class TestChargebackWhileAReleaseWaits:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc, _ = self._waiting_release_then_chargeback(service, fake)
-        assert esc.payment_ref is not None
-        fake.close_dispute(esc.payment_ref, won=True)
+        fake.close_dispute(intent_of(esc), won=True)
         fake.deliver(service)
         won = service.get(esc.id)
         assert (won.held, won.available, won.dispute_withdrawn) == (
@@ -220,12 +247,9 @@ class TestDebtIsSettledFirst:
         esc = funded(service, fake, 10_000)
         ready_payee(service, fake)
         fake.fail_next("transfer", error="unavailable")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(9_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc, 9_000)
         assert op.status is OperationStatus.PENDING
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref)
+        fake.open_dispute(intent_of(esc))
         fake.deliver(service)
         disputed = service.get(esc.id)
         assert (disputed.held, disputed.reserved, disputed.shortfall) == (
@@ -235,7 +259,7 @@ class TestDebtIsSettledFirst:
         )
         assert disputed.dispute_withdrawn == usd(10_000)
         fake.fail_next("transfer", error="declined")
-        fake.close_dispute(esc.payment_ref, won=False)
+        fake.close_dispute(intent_of(esc), won=False)
         fake.deliver(service)
         clock.advance(timedelta(hours=1))
         service.recover()
@@ -250,17 +274,14 @@ class TestDebtIsSettledFirst:
     ) -> None:
         esc = funded(service, fake, 10_000)
         ready_payee(service, fake)
-        release = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert release.status is OperationStatus.SUCCEEDED
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref)
+        paid = release(service, esc, 10_000)
+        assert paid.status is OperationStatus.SUCCEEDED
+        fake.open_dispute(intent_of(esc))
         fake.deliver(service)
         assert service.get(esc.id).shortfall == usd(10_000)
-        fake.close_dispute(esc.payment_ref, won=False)
+        fake.close_dispute(intent_of(esc), won=False)
         fake.deliver(service)
-        service.reverse(esc.id, release.id, actor=ADMIN, idempotency_key=new_key())
+        service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         after = service.get(esc.id)
         assert (after.held, after.available, after.shortfall) == (usd(0), usd(0), usd(0))
         assert_books_match_the_gateway(service, fake, esc.id)
@@ -271,13 +292,8 @@ class TestFrozenSendsNothing:
     def test_a_payee_ready_during_a_chargeback_does_not_get_the_waiting_release(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake, 10_000)
-        payee = service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert esc.payment_ref is not None
-        fake.open_dispute(esc.payment_ref, amount=usd(1_000))
+        esc, payee, op = waiting_release(service, fake, 5_000)
+        fake.open_dispute(intent_of(esc), amount=usd(1_000))
         fake.deliver(service)
         assert service.get(esc.id).frozen
         fake.complete_onboarding(payee.account_ref)
@@ -285,7 +301,7 @@ class TestFrozenSendsNothing:
         service.recover()
         assert service.get_operation(op.id).status is OperationStatus.AWAITING_PAYEE
         assert gateway_totals(fake)["transfer"] == 0
-        fake.close_dispute(esc.payment_ref, won=True)
+        fake.close_dispute(intent_of(esc), won=True)
         fake.deliver(service)  # the webhook that unfreezes the escrow sends the release
         assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
         assert gateway_totals(fake)["transfer"] == 4_500
@@ -293,13 +309,8 @@ class TestFrozenSendsNothing:
     def test_a_fraud_warning_keeps_a_waiting_release_waiting(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake, 10_000)
-        payee = service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
-        )
-        assert esc.payment_ref is not None
-        fake.early_fraud_warning(esc.payment_ref)
+        esc, payee, op = waiting_release(service, fake, 5_000)
+        fake.early_fraud_warning(intent_of(esc))
         fake.deliver(service)
         fake.complete_onboarding(payee.account_ref)
         fake.deliver(service)
@@ -335,15 +346,11 @@ class TestFixedFeeAfterFullReversal:
         svc = EscrowService(store, fake, fees=fees, namespace="test", clock=clock)
         esc = funded(svc, fake, 10_000)
         ready_payee(svc, fake)
-        first = svc.release(
-            esc.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER, idempotency_key=new_key()
-        )
+        first = release(svc, esc, 4_000)
         assert first.fee == usd(430)
         svc.reverse(esc.id, first.id, actor=ADMIN, idempotency_key=new_key())
         assert svc.get(esc.id).fees == usd(0)
-        second = svc.release(
-            esc.id, payee_id=HUNTER, amount=usd(4_000), actor=POSTER, idempotency_key=new_key()
-        )
+        second = release(svc, esc, 4_000)
         assert second.fee == usd(430)
         assert svc.check_invariants() == []
 
@@ -354,9 +361,7 @@ class TestSecondGatewayObject:
     ) -> None:
         esc = funded(service, fake, 10_000)
         ready_payee(service, fake)
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
-        )
+        op = release(service, esc, 5_000)
         assert op.status is OperationStatus.SUCCEEDED
         assert op.request is not None
         before = service.get(esc.id)
@@ -398,11 +403,7 @@ class TestSecondGatewayObject:
     def test_a_transfer_for_a_cancelled_release_raises_an_alert_and_books_nothing(
         self, service: EscrowService, fake: FakeGateway, caplog: pytest.LogCaptureFixture
     ) -> None:
-        esc = funded(service, fake, 10_000)
-        payee = service.register_payee(HUNTER, country="US")
-        op = service.release(
-            esc.id, payee_id=HUNTER, amount=usd(5_000), actor=POSTER, idempotency_key=new_key()
-        )
+        esc, payee, op = waiting_release(service, fake, 5_000)
         service.cancel_operation(op.id, actor=POSTER)
         fake.complete_onboarding(payee.account_ref)
         assert isinstance(op.request, CreateTransfer)
@@ -438,8 +439,7 @@ class TestThreeDecimalCurrency:
         esc = svc.open_escrow(
             bounty_id="b1", poster_id=POSTER.id, amount=Money(10_000, "kwd"), actor=POSTER
         )
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         fake.deliver(svc)
         ready_payee(svc, fake)
         op = svc.release(
@@ -468,8 +468,7 @@ class TestNamespaceInMetadata:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service, 10_000)
-        assert esc.payment_ref is not None
-        fake.pay(esc.payment_ref, usd(12_000), force=True)
+        fake.pay(intent_of(esc), usd(12_000), force=True)
         fake.deliver(service)
         (surplus,) = [o for o in service.operations(esc.id) if o.kind is OperationKind.REFUND]
         assert surplus.request is not None
