@@ -69,6 +69,17 @@ def onboarding_payload(service: EscrowService, fake: FakeGateway, event_type: st
     return payload_of(fake, event_type)
 
 
+def paid_out(
+    service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
+) -> tuple[Escrow, Operation]:
+    """A funded escrow that released 10,000 to the ready hunter, its events delivered."""
+    esc = funded(service, fake, dispatcher)
+    ready_payee(service, fake, dispatcher)
+    op = release(service, esc)
+    deliver(fake, dispatcher)
+    return esc, op
+
+
 def release(service: EscrowService, escrow: Escrow) -> Operation:
     """The poster releases 10,000 to the hunter, with a fresh idempotency key."""
     return service.release(
@@ -92,51 +103,47 @@ class TestPaymentIntent:
         assert status_of(service, "evt_0001") is WebhookStatus.PROCESSED
 
     @pytest.mark.parametrize(
-        ("act", "event_type", "field", "value"),
+        ("act", "event_type", "state"),
         [
             pytest.param(
                 FakeGateway.process,
                 "payment_intent.processing",
-                "payment_status",
-                "processing",
-                id="processing",
+                {"status": EscrowStatus.AWAITING_FUNDING, "payment_status": "processing"},
+                id="processing_is_recorded_while_awaiting_funding",
             ),
             pytest.param(
                 lambda fake, ref: fake.decline(ref, "Your card was declined."),
                 "payment_intent.payment_failed",
-                "last_payment_error",
-                "Your card was declined.",
-                id="payment_failed",
+                {
+                    "status": EscrowStatus.AWAITING_FUNDING,
+                    "last_payment_error": "Your card was declined.",
+                },
+                id="payment_failed_records_the_error",
+            ),
+            pytest.param(
+                FakeGateway.cancel_outside,
+                "payment_intent.canceled",
+                {"status": EscrowStatus.CANCELLED},
+                id="canceled_in_the_dashboard_cancels_the_unfunded_escrow",
             ),
         ],
     )
-    def test_an_unpaid_intent_is_recorded_while_still_awaiting_funding(
+    def test_an_intent_that_is_not_paid(
         self,
         service: EscrowService,
         fake: FakeGateway,
         dispatcher: WebhookDispatcher,
         act: Callable[[FakeGateway, str], object],
         event_type: str,
-        field: str,
-        value: str,
+        state: dict[str, object],
     ) -> None:
-        """Processing and failed payments are noted on the escrow; only success funds it."""
+        """Each event is applied to the unfunded escrow; only ``succeeded`` funds it."""
         esc = open_escrow(service)
         act(fake, intent_of(esc))
         assert types_of(fake) == [event_type]
         deliver(fake, dispatcher)
         after = service.get(esc.id)
-        assert after.status is EscrowStatus.AWAITING_FUNDING
-        assert getattr(after, field) == value
-
-    def test_canceled_in_the_dashboard_cancels_the_unfunded_escrow(
-        self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
-    ) -> None:
-        esc = open_escrow(service)
-        fake.cancel_outside(intent_of(esc))
-        assert types_of(fake) == ["payment_intent.canceled"]
-        deliver(fake, dispatcher)
-        assert service.get(esc.id).status is EscrowStatus.CANCELLED
+        assert {name: getattr(after, name) for name in state} == state
 
     def test_other_payment_intent_events_are_applied_by_state(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
@@ -342,10 +349,7 @@ class TestTransfers:
     def test_transfer_reversed_adopts_a_dashboard_reversal(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
-        esc = funded(service, fake, dispatcher)
-        ready_payee(service, fake, dispatcher)
-        op = release(service, esc)
-        deliver(fake, dispatcher)
+        esc, op = paid_out(service, fake, dispatcher)
         assert op.gateway_ref is not None
         fake.reverse_outside(op.gateway_ref, amount=usd(4_000))
         assert types_of(fake) == ["transfer.reversed"]
@@ -356,10 +360,7 @@ class TestTransfers:
     def test_transfer_reversed_confirms_our_reversal(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
-        esc = funded(service, fake, dispatcher)
-        ready_payee(service, fake, dispatcher)
-        paid = release(service, esc)
-        deliver(fake, dispatcher)
+        esc, paid = paid_out(service, fake, dispatcher)
         fake.fail_next("reversal", error="timeout_after_effect")
         reversal = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         assert reversal.status is OperationStatus.PENDING
@@ -421,10 +422,8 @@ class TestConnect:
     def test_payout_failed_raises_a_domain_event_and_paid_is_ignored(
         self, service: EscrowService, fake: FakeGateway, dispatcher: WebhookDispatcher
     ) -> None:
-        esc = funded(service, fake, dispatcher)
-        payee = ready_payee(service, fake, dispatcher)
-        release(service, esc)
-        deliver(fake, dispatcher)
+        paid_out(service, fake, dispatcher)
+        payee = service.get_payee(HUNTER)
         failed = fake.payout(payee.account_ref, usd(1_000), failed=True)
         paid = fake.payout(payee.account_ref, usd(1_000))
         assert types_of(fake) == ["payout.failed", "payout.paid"]
