@@ -25,6 +25,19 @@ from tests.keys import new_key
 from .conftest import ADMIN, HUNTER, POSTER, funded, open_escrow, ready_payee, usd
 
 
+def intent_of(esc: Escrow) -> str:
+    """The escrow's PaymentIntent ref (every opened escrow has a non-empty one)."""
+    assert esc.payment_ref
+    return esc.payment_ref
+
+
+def payable(service: EscrowService, fake: FakeGateway) -> Escrow:
+    """A funded escrow whose hunter is ready to be paid."""
+    esc = funded(service, fake)
+    ready_payee(service, fake)
+    return esc
+
+
 def release(
     service: EscrowService, esc: Escrow, amount: int | None = None, key: str | None = None
 ) -> Operation:
@@ -43,7 +56,6 @@ class TestOpenEscrow:
         esc = open_escrow(service)
         assert esc.status is EscrowStatus.AWAITING_FUNDING
         assert esc.client_secret
-        assert esc.payment_ref
         assert esc.client_secret not in repr(esc)
         assert service.get(esc.id).client_secret is None
 
@@ -143,8 +155,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref
-        fake.pay(esc.payment_ref)
+        fake.pay(intent_of(esc))
         fake.deliver(service, duplicate=True)
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.FUNDED
@@ -156,8 +167,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref
-        fake.decline(esc.payment_ref)
+        fake.decline(intent_of(esc))
         fake.deliver(service)
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.AWAITING_FUNDING
@@ -167,8 +177,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref
-        fake.pay(esc.payment_ref, amount=usd(30_000))
+        fake.pay(intent_of(esc), amount=usd(30_000))
         fake.deliver(service)
         esc = service.get(esc.id)
         assert esc.held == usd(25_000)
@@ -179,8 +188,7 @@ class TestFunding:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
-        assert esc.payment_ref
-        fake.pay_again(esc.payment_ref)
+        fake.pay_again(intent_of(esc))
         fake.deliver(service)
         esc = service.get(esc.id)
         assert esc.held == usd(25_000)
@@ -214,8 +222,7 @@ class TestCancel:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = open_escrow(service)
-        assert esc.payment_ref
-        fake.pay(esc.payment_ref)  # paid at Stripe, webhook not delivered yet
+        fake.pay(intent_of(esc))  # paid at Stripe, webhook not delivered yet
         with pytest.raises(errors.InvalidTransitionError):
             service.cancel(esc.id, actor=POSTER)
         assert service.get(esc.id).status is EscrowStatus.FUNDED
@@ -233,8 +240,7 @@ class TestRelease:
     def test_partial_release_pays_net_and_keeps_the_fee(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         op = release(service, esc, 10_000)
         assert op.status is OperationStatus.SUCCEEDED
         assert (op.gross, op.fee, op.net) == (usd(10_000), usd(1_000), usd(9_000))
@@ -287,8 +293,7 @@ class TestRelease:
     def test_more_than_available_is_refused_naming_both(
         self, service: EscrowService, fake: FakeGateway, store: InMemoryStore
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         before = service.operations(esc.id)
         with pytest.raises(errors.InsufficientFundsError) as info:
             release(service, esc, 30_000)
@@ -322,8 +327,7 @@ class TestRelease:
     def test_a_stranger_cannot_release_and_the_denial_is_audited(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         with pytest.raises(errors.PermissionDeniedError):
             service.release(
                 esc.id, payee_id=HUNTER, actor=Actor("mallory"), idempotency_key=new_key()
@@ -338,8 +342,7 @@ class TestRelease:
     def test_same_key_replays_the_operation(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         a = release(service, esc, 1_000, key="r1")
         b = release(service, esc, 1_000, key="r1")
         assert a.id == b.id
@@ -365,8 +368,7 @@ class TestUnknownOutcomes:
         made: int,
     ) -> None:
         """Whether or not Stripe made the transfer, recovery sends it at most once."""
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.fail_next("transfer", error=error)
         op = release(service, esc)
         assert op.status is OperationStatus.PENDING
@@ -379,8 +381,7 @@ class TestUnknownOutcomes:
     def test_a_replayed_server_error_waits_for_the_key_window_then_looks_up(
         self, service: EscrowService, fake: FakeGateway, clock: ManualClock
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.fail_next("transfer", error="server_error")
         op = release(service, esc)
         clock.advance(timedelta(minutes=5))
@@ -396,8 +397,7 @@ class TestUnknownOutcomes:
     def test_a_definitive_gateway_error_fails_the_operation_and_frees_the_money(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.fail_next("transfer", error="invalid")
         op = release(service, esc)
         assert op.status is OperationStatus.FAILED
@@ -407,8 +407,7 @@ class TestUnknownOutcomes:
     def test_destination_not_ready_sends_the_release_back_to_waiting(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         fake.fail_next("transfer", error="destination_not_ready")
         op = release(service, esc)
         assert op.status is OperationStatus.AWAITING_PAYEE
@@ -446,8 +445,7 @@ class TestRefundAndReverse:
     def test_reverse_pulls_a_release_back_with_its_fee(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         paid = release(service, esc, 10_000)
         rev = service.reverse(esc.id, paid.id, actor=ADMIN, idempotency_key=new_key())
         assert rev.status is OperationStatus.SUCCEEDED
@@ -459,8 +457,7 @@ class TestRefundAndReverse:
     def test_refund_with_reverse_releases_refunds_everything(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         release(service, esc, 10_000)
         service.refund(esc.id, actor=ADMIN, reverse_releases=True, idempotency_key=new_key())
         esc = service.get(esc.id)
@@ -470,8 +467,7 @@ class TestRefundAndReverse:
     def test_a_reversal_the_payee_cannot_cover_stops_the_refund(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         paid = release(service, esc, 10_000)
         payee = service.get_payee(HUNTER)
         fake.payout(payee.account_ref, usd(9_000))
@@ -486,17 +482,15 @@ class TestDisputesAndOutsideChanges:
     def test_a_dispute_freezes_and_a_won_dispute_gives_everything_back(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
-        assert esc.payment_ref
-        fake.open_dispute(esc.payment_ref, amount=usd(25_000))
+        esc = payable(service, fake)
+        fake.open_dispute(intent_of(esc), amount=usd(25_000))
         fake.deliver(service, shuffle=True, seed=3)
         frozen = service.get(esc.id)
         assert frozen.status is EscrowStatus.DISPUTED
         assert frozen.held == usd(0)
         with pytest.raises(errors.EscrowFrozenError):
             release(service, esc)
-        fake.close_dispute(esc.payment_ref, won=True)
+        fake.close_dispute(intent_of(esc), won=True)
         fake.deliver(service)
         esc = service.get(esc.id)
         assert esc.status is EscrowStatus.FUNDED
@@ -506,8 +500,7 @@ class TestDisputesAndOutsideChanges:
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
         esc = funded(service, fake)
-        assert esc.payment_ref
-        fake.refund_outside(esc.payment_ref, amount=usd(5_000))
+        fake.refund_outside(intent_of(esc), amount=usd(5_000))
         fake.deliver(service, duplicate=True, shuffle=True)
         ops = [o for o in service.operations(esc.id) if o.kind is OperationKind.EXTERNAL_REFUND]
         assert len(ops) == 1
@@ -519,8 +512,7 @@ class TestConcurrency:
     def test_eight_threads_never_move_more_than_is_held(
         self, service: EscrowService, fake: FakeGateway
     ) -> None:
-        esc = funded(service, fake)
-        ready_payee(service, fake)
+        esc = payable(service, fake)
         outcomes: list[str] = []
 
         def worker(n: int) -> None:
