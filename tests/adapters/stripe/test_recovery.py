@@ -204,6 +204,13 @@ def release(service: EscrowService, escrow: Escrow, amount: int = 10_000) -> Ope
     )
 
 
+def payable(service: EscrowService, stand_in: StripeStandIn) -> Escrow:
+    """A funded escrow whose hunter is ready to be paid."""
+    escrow = funded(service, stand_in)
+    ready_payee(service, stand_in)
+    return escrow
+
+
 def released(
     service: EscrowService, stand_in: StripeStandIn, escrow: Escrow, amount: int = 10_000
 ) -> Operation:
@@ -333,8 +340,7 @@ class TestTransferWithLostAnswer:
     def test_replayed_500_waits_for_the_key_window_then_sends_a_new_generation(
         self, service: EscrowService, stand_in: StripeStandIn, clock: ManualClock, spy: ErrorSpy
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("server_error")  # stored under the key, nothing made
 
         op = release(service, escrow)
@@ -385,8 +391,7 @@ class TestTransferWithLostAnswer:
     def test_replayed_500_after_the_effect_is_settled_by_the_look_up(
         self, service: EscrowService, stand_in: StripeStandIn, clock: ManualClock
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("server_error_after_effect")
 
         op = release(service, escrow)
@@ -407,8 +412,7 @@ class TestTransferWithLostAnswer:
     def test_past_the_key_window_the_look_up_finds_the_transfer_and_nothing_is_resent(
         self, service: EscrowService, stand_in: StripeStandIn, clock: ManualClock
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("timeout_after_effect")
         op = release(service, escrow)
         assert op.status is PENDING
@@ -430,8 +434,7 @@ class TestTransferWithLostAnswer:
     def test_past_the_key_window_with_nothing_made_sends_a_new_generation(
         self, service: EscrowService, stand_in: StripeStandIn, clock: ManualClock
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("timeout")  # lost on the way: nothing made, nothing stored
         op = release(service, escrow)
         assert stand_in.transfers == {}
@@ -488,8 +491,7 @@ class TestRefundAndReversalWithLostAnswer:
         clock: ManualClock,
         later: timedelta,
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         release = released(service, stand_in, escrow)
         assert release.gateway_ref is not None
         stand_in.fail_next("timeout_after_effect")
@@ -564,8 +566,7 @@ class TestStripeErrorsThroughTheService:
     def test_invalid_transfer_fails_with_stripes_message_and_frees_the_money(
         self, service: EscrowService, stand_in: StripeStandIn, spy: ErrorSpy
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         assert escrow.charge_ref is not None
         del stand_in.charges[escrow.charge_ref]  # Stripe no longer knows the source charge
 
@@ -614,8 +615,7 @@ class TestStripeErrorsThroughTheService:
         spy: ErrorSpy,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("timeout")  # lost before Stripe saw it: the key is still unused
         op = release(service, escrow)
         assert op.status is PENDING
@@ -664,8 +664,7 @@ class TestStripeErrorsThroughTheService:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """Stripe's 409: not a bug, so no hourly back-off and no page; the same key again."""
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("key_in_use")
 
         with caplog.at_level(logging.WARNING, logger="bountyescrow"):
@@ -692,8 +691,7 @@ class TestStripeErrorsThroughTheService:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """``balance_insufficient`` on a transfer is a reserve breach, not a failed release."""
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         stand_in.fail_next("balance_insufficient")
 
         with caplog.at_level(logging.ERROR, logger="bountyescrow.alerts"):
@@ -721,8 +719,7 @@ class TestStripeErrorsThroughTheService:
         clock: ManualClock,
         spy: ErrorSpy,
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         front_door.answer_next_post(unauthorized)
 
         op = release(service, escrow)
@@ -752,8 +749,7 @@ class TestStripeErrorsThroughTheService:
         spy: ErrorSpy,
         fault: str,
     ) -> None:
-        escrow = funded(service, stand_in)
-        ready_payee(service, stand_in)
+        escrow = payable(service, stand_in)
         if fault == "connection_refused":
             front_door.answer_next_post(connection_refused)
         else:
