@@ -362,34 +362,6 @@ def _ours(operation: str) -> dict[str, str]:
 
 
 class TestFindTransfer:
-    def test_lists_the_transfer_group_and_matches_the_operation(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        wanted = builders.transfer(id="tr_2", metadata=_ours("op_2"))
-        other = builders.transfer(id="tr_1", metadata=_ours("op_1"))
-        route = router.get("/v1/transfers").mock(
-            return_value=answer(builders.listing([wanted, other], url="/v1/transfers"))
-        )
-
-        found = gateway.find_transfer(transfer_group=GROUP, operation_id="op_2")
-
-        request = route.calls.last.request
-        assert request.method == "GET"
-        assert query(request) == {"transfer_group": GROUP, "limit": "100"}
-        assert found is not None
-        assert found.ref == "tr_2"
-
-    def test_returns_none_when_no_transfer_carries_the_operation(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        router.get("/v1/transfers").mock(
-            return_value=answer(
-                builders.listing([builders.transfer(metadata=_ours("op_1"))], url="/v1/transfers")
-            )
-        )
-
-        assert gateway.find_transfer(transfer_group=GROUP, operation_id="op_9") is None
-
     def test_two_transfers_for_one_operation_raise_an_alert_and_give_the_oldest(
         self,
         router: respx.MockRouter,
@@ -443,43 +415,6 @@ class TestFindTransfer:
         assert len(found.reversals) == 11
         assert sum(r.amount.amount for r in found.reversals) == 1_100
         assert query(reversals.calls.last.request) == {"limit": "100"}
-
-
-class TestFindRefund:
-    def test_lists_the_payment_intents_refunds(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        ours = builders.refund(id="re_2", payment_intent="pi_1", metadata=_ours("op_2"))
-        route = router.get("/v1/refunds").mock(
-            return_value=answer(
-                builders.listing(
-                    [ours, builders.refund(id="re_1", payment_intent="pi_1")], url="/v1/refunds"
-                )
-            )
-        )
-
-        found = gateway.find_refund(payment_ref="pi_1", operation_id="op_2")
-
-        assert query(route.calls.last.request) == {"payment_intent": "pi_1", "limit": "100"}
-        assert found is not None
-        assert found.ref == "re_2"
-        assert gateway.find_refund(payment_ref="pi_1", operation_id="op_9") is None
-
-
-class TestFindReversal:
-    def test_lists_the_transfers_reversals(
-        self, router: respx.MockRouter, gateway: StripeGateway
-    ) -> None:
-        ours = builders.transfer_reversal(id="trr_1", transfer="tr_1", metadata=_ours("op_3"))
-        route = router.get("/v1/transfers/tr_1/reversals").mock(
-            return_value=answer(builders.listing([ours], url="/v1/transfers/tr_1/reversals"))
-        )
-
-        found = gateway.find_reversal(transfer_ref="tr_1", operation_id="op_3")
-
-        assert query(route.calls.last.request) == {"limit": "100"}
-        assert found is not None
-        assert found.ref == "trr_1"
 
 
 class TestFetches:
@@ -646,37 +581,40 @@ class TestSecretsStayOutOfOurLogs:
         assert TEST_KEY not in text
 
 
-class TestPaging:
-    @pytest.mark.parametrize(
-        ("path", "build", "prefix", "params", "find"),
-        [
-            pytest.param(
-                "/v1/transfers",
-                builders.transfer,
-                "tr",
-                {"transfer_group": GROUP},
-                lambda g: g.find_transfer(transfer_group=GROUP, operation_id="op_1"),
-                id="find_transfer",
-            ),
-            pytest.param(
-                "/v1/refunds",
-                builders.refund,
-                "re",
-                {"payment_intent": "pi_1"},
-                lambda g: g.find_refund(payment_ref="pi_1", operation_id="op_1"),
-                id="find_refund",
-            ),
-            pytest.param(
-                "/v1/transfers/tr_1/reversals",
-                builders.transfer_reversal,
-                "trr",
-                {},
-                lambda g: g.find_reversal(transfer_ref="tr_1", operation_id="op_1"),
-                id="find_reversal",
-            ),
-        ],
-    )
-    def test_a_look_up_follows_pages_with_starting_after(
+#: The three look-ups: the list path, the object builder, its id prefix, the list's own
+#: filter parameters, and the call that finds the object carrying an operation id.
+LOOK_UPS = [
+    pytest.param(
+        "/v1/transfers",
+        builders.transfer,
+        "tr",
+        {"transfer_group": GROUP},
+        lambda g, op: g.find_transfer(transfer_group=GROUP, operation_id=op),
+        id="find_transfer",
+    ),
+    pytest.param(
+        "/v1/refunds",
+        builders.refund,
+        "re",
+        {"payment_intent": "pi_1"},
+        lambda g, op: g.find_refund(payment_ref="pi_1", operation_id=op),
+        id="find_refund",
+    ),
+    pytest.param(
+        "/v1/transfers/tr_1/reversals",
+        builders.transfer_reversal,
+        "trr",
+        {},
+        lambda g, op: g.find_reversal(transfer_ref="tr_1", operation_id=op),
+        id="find_reversal",
+    ),
+]
+Find = Callable[[StripeGateway, str], Any]
+
+
+@pytest.mark.parametrize(("path", "build", "prefix", "params", "find"), LOOK_UPS)
+class TestLookUps:
+    def test_lists_and_returns_the_object_carrying_the_operation(
         self,
         router: respx.MockRouter,
         gateway: StripeGateway,
@@ -684,7 +622,32 @@ class TestPaging:
         build: Callable[..., dict[str, Any]],
         prefix: str,
         params: dict[str, str],
-        find: Callable[[StripeGateway], Any],
+        find: Find,
+    ) -> None:
+        ours = build(id=f"{prefix}_2", metadata=_ours("op_2"))
+        other = build(id=f"{prefix}_1", metadata=_ours("op_1"))
+        route = router.get(path).mock(
+            return_value=answer(builders.listing([ours, other], url=path))
+        )
+
+        found = find(gateway, "op_2")
+
+        request = route.calls.last.request
+        assert request.method == "GET"
+        assert query(request) == {**params, "limit": "100"}
+        assert found is not None
+        assert found.ref == f"{prefix}_2"
+        assert find(gateway, "op_9") is None
+
+    def test_follows_pages_with_starting_after(
+        self,
+        router: respx.MockRouter,
+        gateway: StripeGateway,
+        path: str,
+        build: Callable[..., dict[str, Any]],
+        prefix: str,
+        params: dict[str, str],
+        find: Find,
     ) -> None:
         first = builders.listing(
             [build(id=f"{prefix}_3"), build(id=f"{prefix}_2")], url=path, has_more=True
@@ -692,7 +655,7 @@ class TestPaging:
         second = builders.listing([build(id=f"{prefix}_1", metadata=_ours("op_1"))], url=path)
         route = router.get(path).mock(side_effect=[answer(first), answer(second)])
 
-        found = find(gateway)
+        found = find(gateway, "op_1")
 
         assert found is not None
         assert found.ref == f"{prefix}_1"
