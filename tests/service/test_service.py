@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Literal
 
 import pytest
 
@@ -364,7 +365,7 @@ class TestUnknownOutcomes:
         service: EscrowService,
         fake: FakeGateway,
         clock: ManualClock,
-        error: str,
+        error: Literal["timeout_after_effect", "unavailable"],
         made: int,
     ) -> None:
         """Whether or not Stripe made the transfer, recovery sends it at most once."""

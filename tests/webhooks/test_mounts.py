@@ -314,9 +314,8 @@ def refused_unread(
 
 def call_terminated(app: Any, body: bytes, headers: dict[str, str]) -> WsgiResult:
     """Call `app` the way a de-chunking server does: no length, ``wsgi.input_terminated``."""
-    return call_wsgi(
-        app, body=body, headers=headers, content_length=None, **{"wsgi.input_terminated": True}
-    )
+    environ: dict[str, Any] = {"wsgi.input_terminated": True}
+    return call_wsgi(app, body=body, headers=headers, content_length=None, **environ)
 
 
 class TestWsgi:

@@ -25,7 +25,7 @@ from bountyescrow.domain.gateway_objects import (
 )
 from bountyescrow.domain.money import Money
 
-from .stand_in import StripeStandIn
+from .stand_in import Fault, StripeStandIn
 from .support import TEST_KEY
 
 GROUP = "bountyescrow:esc_1"
@@ -124,7 +124,7 @@ class TestIdempotentTransfers:
         stand_in: StripeStandIn,
         gateway: StripeGateway,
         payout: CreateTransfer,
-        fault: str,
+        fault: Fault,
         replayed: str | None,
     ) -> None:
         stand_in.fail_next(fault)
