@@ -9,7 +9,8 @@ one per process). Afterwards the parent drains the last events, lets every lease
 expire and runs `recover()` until nothing is due, so each operation reaches a final state; then:
 
 - no caller saw an error other than the documented ones;
-- `check_invariants()` holds for every escrow;
+- `check_invariants()` holds for every escrow, and the books agree with what really moved at
+  the gateway (`books_agree`, the money oracle);
 - every release or refund that succeeded has exactly one movement at the gateway, every
   movement belongs to a succeeded operation of the matching kind and amount, and no operation
   has two;
@@ -30,9 +31,11 @@ import pytest
 
 from bountyescrow import EscrowService, Money, OperationKind, OperationStatus
 from bountyescrow.adapters.sqlalchemy import SqlAlchemyStore
+from bountyescrow.testing import books_agree
 from bountyescrow.testing.contracts._postgres import fresh_schema, postgres_url_or_skip
 
 from .workers import (
+    NAMESPACE,
     PAYEES,
     POSTERS,
     FakeStripeManager,
@@ -177,6 +180,7 @@ def test_four_processes_of_four_threads_keep_every_invariant(pg_url: str, schema
                 problems = _finish(service, fake, clock)
             ops = [op for escrow_id, _ in escrows for op in service.operations(escrow_id)]
             invariants = service.check_invariants()
+            oracle = books_agree(service, fake.books(NAMESPACE))
             balances = {escrow_id: service.get(escrow_id) for escrow_id, _ in escrows}
             movements = fake.movement_list()
 
@@ -188,6 +192,7 @@ def test_four_processes_of_four_threads_keep_every_invariant(pg_url: str, schema
     assert undocumented == [], _summary(undocumented)
 
     assert invariants == []
+    assert oracle == []
     still_open = [(op.id, op.kind.value, op.status.value) for op in ops if op.status.open]
     assert still_open == []
 

@@ -39,7 +39,7 @@ from bountyescrow.errors import (
     InvalidTransitionError,
     StorageError,
 )
-from bountyescrow.testing import FakeGateway, Movement
+from bountyescrow.testing import FakeGateway, GatewayBooks, Movement
 
 ADMIN = Actor("admin", roles={"admin"})
 POSTERS = [Actor(f"poster-{n}") for n in range(4)]
@@ -68,13 +68,17 @@ class _Collector:
 class SharedFake(FakeGateway):
     """The one `FakeGateway` all processes use, served by `FakeStripeManager`.
 
-    A manager proxy forwards method calls only, so the two things read through properties or
-    delivered in-process get a plain method here.
+    A manager proxy forwards method calls only, so what is read through properties or
+    delivered in-process, and the oracle's reading, get a plain method here.
     """
 
     def movement_list(self) -> list[Movement]:
         """`FakeGateway.movements`, callable through a proxy."""
         return self.movements
+
+    def books(self, namespace: str) -> GatewayBooks:
+        """What really moved (`GatewayBooks`), read where the fake lives, for the oracle."""
+        return GatewayBooks.of(self, namespace=namespace)
 
     def take_events(self, *, duplicate: bool, shuffle: bool, seed: int) -> list[GatewayEvent]:
         """Drain the queued events (as ``deliver`` would) and return them for the caller to

@@ -98,6 +98,20 @@ class TestAgreement:
         assert money.dispute_lost == 1_000
         assert money.holds(fees=500) == 10_000 - 4_500 - 1_000 - 500
 
+    def test_takes_the_books_read_elsewhere(
+        self, service: EscrowService, fake: FakeGateway
+    ) -> None:
+        """A fake in another process: read `GatewayBooks` there, compare here."""
+        esc = funded(service, fake)
+        assert esc.payment_ref is not None
+        fake.refund_outside(esc.payment_ref, usd(1_000))
+        books = GatewayBooks.of(fake, namespace="oracle")
+
+        assert books_agree(service, books) == books_agree(service, fake)
+        assert f"{esc.id}: refunded vs refunds: books 0, gateway 1000" in books_agree(
+            service, books
+        )
+
 
 class TestDisagreement:
     def test_reports_a_capture_never_booked(

@@ -270,12 +270,15 @@ class GatewayBooks:
 
 def books_agree(
     service: EscrowService,
-    fake: FakeGateway,
+    fake: FakeGateway | GatewayBooks,
     *,
     settled: bool = True,
     undelivered: bool | None = None,
 ) -> list[str]:
     """Compare the service's books with what really moved at `fake`; return the problems.
+
+    `fake` may also be what `GatewayBooks.of(fake, namespace=...)` read from a fake that
+    lives in another process (read it there, hand the `GatewayBooks` over).
 
     Per escrow and in total: funded == captured (per PaymentIntent too); refunded == refunded
     at the gateway; released net per payee == transferred minus reversed to that payee's
@@ -298,16 +301,20 @@ def books_agree(
             not match its operation or names none the books know, more funded than captured,
             and (when no event is on its way) held money the gateway no longer has.
         undelivered: with ``settled=False``, whether events may still be on their way to the
-            service; default: whether the fake has events queued. A test that takes events
-            out of the fake to deliver them later says True while it holds some.
+            service; default: whether the fake has events queued (False for `GatewayBooks`).
+            A test that takes events out of the fake to deliver them later says True while it
+            holds some.
 
     Returns:
         Human-readable problems, each naming the escrow, operation or gateway object; empty
         when the books agree.
     """
-    books = GatewayBooks.of(fake, namespace=service.namespace)
-    if undelivered is None:
-        undelivered = bool(fake.pending_events)
+    if isinstance(fake, GatewayBooks):
+        books, undelivered = fake, bool(undelivered)
+    else:
+        books = GatewayBooks.of(fake, namespace=service.namespace)
+        if undelivered is None:
+            undelivered = bool(fake.pending_events)
     return _Comparison(service, books, settled=settled, undelivered=undelivered).run()
 
 
