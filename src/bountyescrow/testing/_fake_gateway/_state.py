@@ -43,7 +43,7 @@ from bountyescrow.testing._fake_stripe_json import (
 
 #: What `FakeGateway.max_call_duration` says unless told otherwise.
 DEFAULT_MAX_CALL_DURATION: Final = timedelta(seconds=5)
-#: Metadata key naming the payee on the connected accounts the fake creates.
+#: The error code Stripe gives a PaymentIntent in the wrong state for a request.
 _UNEXPECTED_STATE: Final = "payment_intent_unexpected_state"
 
 _T = TypeVar("_T")
