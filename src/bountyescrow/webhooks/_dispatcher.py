@@ -10,12 +10,17 @@ that are not about its escrows, so Stripe stops sending them.
 Only a request whose signature `handle` verified is applied from its own snapshot. Everything
 else (`handle_event`, `replay`) goes through the same checks, but a PaymentIntent it reports as
 succeeded is fetched from Stripe before it funds anything.
+
+Every event's ``api_version`` (the version its endpoint renders objects in) is compared with
+the gateway's pinned API version: a difference is logged at WARNING once per version, since the
+payload shapes of two versions can differ (`ApiVersionCheck`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,6 +46,66 @@ log = logging.getLogger("bountyescrow.webhooks")
 DEFAULT_TOLERANCE = 300
 #: Stripe event bodies are a few kilobytes; a dispute with its evidence stays far below this.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+class ApiVersionCheck:
+    """Warns, once per version, about events rendered in another API version than the gateway's.
+
+    Stripe renders an event's object in the API version of the endpoint it is sent to (the
+    account's default version for an endpoint created without one), and names it in the
+    event's ``api_version``. The gateway's requests use its pinned version, and the parsers
+    are written for the shapes of that version: an event of another version may carry fields
+    renamed, moved or gone (``latest_charge`` did not exist before 2022-11-15, for instance).
+    The event is still applied; the warning says that the endpoint should be recreated with
+    the gateway's version.
+
+    Args:
+        expected: the gateway's pinned API version; None checks nothing.
+    """
+
+    def __init__(self, expected: str | None) -> None:
+        self.expected = expected
+        self._warned: set[str] = set()
+        # The ASGI mount runs `handle` in worker threads: one warning per version, not per thread.
+        self._lock = threading.Lock()
+
+    def check(self, data: Mapping[str, Any], event_id: str, event_type: str) -> None:
+        """Log a warning the first time an event of another API version than `expected` arrives.
+
+        Events without a version (null, absent, not a string) are not checked.
+        """
+        version = data.get("api_version")
+        if self.expected is None or not isinstance(version, str) or version == self.expected:
+            return
+        with self._lock:
+            if version in self._warned:
+                return
+            self._warned.add(version)
+        log.warning(
+            "webhook event %s (%s) is rendered in Stripe API version %s, the gateway uses %s: "
+            "payload shapes may differ; create the webhook endpoints with the gateway's API "
+            "version (see docs/webhooks.md, API versions). Logged once per version",
+            event_id,
+            event_type,
+            version,
+            self.expected,
+            extra={
+                "event_id": event_id,
+                "event_type": event_type,
+                "event_api_version": version,
+                "gateway_api_version": self.expected,
+            },
+        )
+
+
+def gateway_api_version(gateway: object) -> str | None:
+    """The API version `gateway` pins, from its optional ``api_version`` attribute.
+
+    The `PaymentGateway` port does not require one: `StripeGateway` has it (the version of its
+    client), other gateways may not, and then no event is checked.
+    """
+    version = getattr(gateway, "api_version", None)
+    return version if isinstance(version, str) and version else None
 
 
 def _redacted(data: Mapping[str, Any], raw: str) -> str:
@@ -72,10 +137,15 @@ class WebhookDispatcher:
         tolerance: how old (in seconds) a signature may be; Stripe's default is 300.
         livemode: the mode events must be in; None takes it from ``service.gateway``.
         max_body_bytes: larger bodies are refused before anything is parsed.
+        api_version: the Stripe API version events are expected in; an event of another
+            version is logged at WARNING, once per version, and still applied. None takes it
+            from ``service.gateway.api_version`` where the gateway has that attribute
+            (`StripeGateway` does); without one, nothing is checked.
 
     Raises:
         ConfigurationError: no secrets, a secret that is not a non-empty string, a single
-            string instead of a list, or a non-positive tolerance or size limit.
+            string instead of a list, a non-positive tolerance or size limit, or an empty
+            `api_version`.
     """
 
     def __init__(
@@ -86,6 +156,7 @@ class WebhookDispatcher:
         tolerance: int = DEFAULT_TOLERANCE,
         livemode: bool | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        api_version: str | None = None,
     ) -> None:
         if isinstance(secrets, str | bytes):
             raise ConfigurationError(
@@ -112,12 +183,21 @@ class WebhookDispatcher:
             raise ConfigurationError(
                 f"max_body_bytes must be a positive integer, got {max_body_bytes!r}"
             )
+        if api_version is not None and (not isinstance(api_version, str) or not api_version):
+            raise ConfigurationError(
+                f"api_version must be a Stripe API version such as '2024-06-20', got "
+                f"{api_version!r}"
+            )
         self.service = service
         self._secrets = checked
         self.tolerance = tolerance
         self.livemode = service.gateway.livemode if livemode is None else livemode
         self.max_body_bytes = max_body_bytes
-        self._applier = _Applier(service, self.livemode)
+        #: The API version events are expected in (None: not checked).
+        self.api_version = (
+            gateway_api_version(service.gateway) if api_version is None else api_version
+        )
+        self._applier = _Applier(service, self.livemode, ApiVersionCheck(self.api_version))
 
     def __repr__(self) -> str:
         # Never the secrets themselves, not even a prefix.
@@ -225,9 +305,10 @@ def _refuse(failure: Failure, event_id: str | None = None) -> WebhookResponse:
 class _Applier:
     """Verified (or stored) event JSON in, `EscrowService.apply_event` calls out."""
 
-    def __init__(self, service: EscrowService, livemode: bool) -> None:
+    def __init__(self, service: EscrowService, livemode: bool, versions: ApiVersionCheck) -> None:
         self.service = service
         self.livemode = livemode
+        self.versions = versions
 
     def replay(self, event_id: str) -> WebhookResponse:
         record = self.service.webhook_event(event_id)
@@ -255,6 +336,7 @@ class _Applier:
             event = StripeEvent.model_validate(data)
         except pydantic.ValidationError:
             return _refuse(Failure.MALFORMED_EVENT)
+        self.versions.check(data, event.id, event.type)
         if event.livemode != self.livemode:
             if event.account is not None:
                 # Stripe sends the Connect events of both modes to a live Connect endpoint
@@ -340,4 +422,5 @@ def replay_event(
         otherwise the answer the event gets now (200, 400 or 500, as for `handle`).
     """
     mode = service.gateway.livemode if livemode is None else livemode
-    return _Applier(service, mode).replay(event_id)
+    versions = ApiVersionCheck(gateway_api_version(service.gateway))
+    return _Applier(service, mode, versions).replay(event_id)
