@@ -293,6 +293,8 @@ class EscrowCommands:
         idempotency_key = valid.required_key(idempotency_key, "release")
         valid.text(payee_id, "payee_id")
         money = valid.money(amount, "amount", self.ctx.settings, optional=True)
+        params: dict[str, Any] = {"payee_id": payee_id, "amount": money}
+        payment = self._release_source_payment(escrow_id, actor, idempotency_key, params)
 
         def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
             payee = uow.payees.get(payee_id)
@@ -308,18 +310,59 @@ class EscrowCommands:
                 actor_id=actor.id,
                 now=now,
                 namespace=self.ctx.namespace,
+                payment=payment,
             )
 
         started = self.runner.run(
             action="release",
             actor=actor,
             escrow_id=escrow_id,
-            params={"payee_id": payee_id, "amount": money},
+            params=params,
             decide=decide,
             idempotency_key=idempotency_key,
             correlation_id=correlation_id,
         )
         return self.runner.send_or_resume(started)
+
+    def _release_source_payment(
+        self, escrow_id: str, actor: Actor, key: str, params: dict[str, Any]
+    ) -> PaymentSnapshot | None:
+        """The escrow's PaymentIntent, fetched when a release needs the charge it names.
+
+        A funding booked from a PaymentIntent without ``latest_charge`` leaves the escrow
+        without the charge every transfer must name as ``source_transaction``. Before step 1,
+        with no transaction open, the PaymentIntent is fetched; `tr.start_release` then takes
+        its charge (and records it on the escrow). If Stripe names no charge either, the
+        release is refused here with `InvalidTransitionError` before anything is written, and
+        not stored under the key: a retry with the same key goes ahead once the charge is
+        known. Nothing is fetched for a replayed key or a caller the policy refuses (the
+        runner answers those, the refusal audited).
+        """
+        escrow = self.ctx.read(lambda uow: uow.escrows.get(escrow_id))
+        if (
+            escrow is None
+            or escrow.charge_ref is not None
+            or escrow.payment_ref is None
+            or not escrow.funded
+        ):
+            return None
+        if self.runner.key_replays(actor, key, "release", escrow_id, params):
+            return None
+        decision = self.ctx.policy.decide(
+            actor, "release", escrow, {**params, "now": self.ctx.now()}
+        )
+        if not decision.allowed:
+            return None
+        payment = self.ctx.gateway.get_payment(escrow.payment_ref)
+        tr.release_source(escrow, payment)
+        log.info(
+            "escrow %s has no charge recorded; its PaymentIntent %s names %s",
+            escrow.id,
+            payment.ref,
+            payment.charge_ref,
+            extra={"escrow_id": escrow.id},
+        )
+        return payment
 
     def refund(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
+from bountyescrow._alerts import alert
 from bountyescrow.domain.dispute import Dispute
 from bountyescrow.domain.escrow import Escrow
 from bountyescrow.domain.events import DomainEvent
@@ -108,13 +109,35 @@ class Reads:
         return self.ctx.read(lambda uow: uow.escrows.held_total(currency))
 
     def nearing_max_hold(self, *, within: timedelta = timedelta(days=7)) -> list[Escrow]:
-        """Escrows still holding money whose `max_hold` ends within `within`."""
-        limit = self.ctx.now() - self.ctx.settings.max_hold + within
-        return [
+        """Escrows still holding money whose `max_hold` ends within `within`.
+
+        Each one listed also raises the alert ``hold_nearing_limit`` (with ``escrow_id``,
+        ``funded_at``, ``hold_ends_at`` and ``held``): a person must release or refund it. A
+        scheduled call alerts again for as long as the escrow still holds money.
+        """
+        max_hold = self.ctx.settings.max_hold
+        limit = self.ctx.now() - max_hold + within
+        listed = [
             e
             for e in self._all_escrows()
             if e.held.is_positive and e.funded_at is not None and e.funded_at <= limit
         ]
+        for escrow in listed:
+            assert escrow.funded_at is not None
+            ends = escrow.funded_at + max_hold
+            alert(
+                "hold_nearing_limit",
+                "escrow %s has held %s since %s; max_hold ends %s: release or refund it",
+                escrow.id,
+                escrow.held,
+                escrow.funded_at.isoformat(),
+                ends.isoformat(),
+                escrow_id=escrow.id,
+                funded_at=escrow.funded_at.isoformat(),
+                hold_ends_at=ends.isoformat(),
+                held=str(escrow.held),
+            )
+        return listed
 
     def _all_escrows(self) -> list[Escrow]:
         found: list[Escrow] = []

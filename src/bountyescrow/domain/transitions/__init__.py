@@ -38,6 +38,7 @@ from bountyescrow.domain.transitions._release import (
     cancel_waiting,
     complete_release,
     payee_ready,
+    release_source,
     start_release,
     wait_for_payee,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "metadata_of",
     "payee_ready",
     "record_payment_created",
+    "release_source",
     "reversal_fee_share",
     "start_cancel",
     "start_funding",

@@ -1,6 +1,7 @@
 """Release transitions: reserving money for a payee and the transfer that completes it.
 
-Also a release waiting for its payee: it waits, becomes ready to send, or is cancelled.
+Also a release waiting for its payee: it waits, becomes ready to send, or is cancelled. Every
+transfer names the funding charge as its ``source_transaction`` (`release_source`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import attrs
 
 from bountyescrow.domain import ledger
 from bountyescrow.domain.escrow import Escrow
-from bountyescrow.domain.gateway_objects import CreateTransfer, TransferSnapshot
+from bountyescrow.domain.gateway_objects import CreateTransfer, PaymentSnapshot, TransferSnapshot
 from bountyescrow.domain.ledger import JournalEntry
 from bountyescrow.domain.money import Money
 from bountyescrow.domain.operation import Operation, OperationKind, OperationStatus
@@ -30,6 +31,37 @@ from bountyescrow.domain.transitions._common import (
 from bountyescrow.errors import InvalidTransitionError, ValidationError
 
 
+def release_source(escrow: Escrow, payment: PaymentSnapshot | None = None) -> str:
+    """The charge a release from `escrow` transfers from (its ``source_transaction``).
+
+    The charge the funding recorded; else the ``latest_charge`` of `payment`, the escrow's own
+    succeeded PaymentIntent as the service fetched it from the gateway (for a funding booked
+    from a PaymentIntent that named no charge). A transfer without ``source_transaction``
+    would draw on the platform's *available* balance instead of the charge: money that may
+    not have settled yet, or that other escrows hold.
+
+    Raises:
+        InvalidTransitionError: neither names a charge, so no release may be sent yet.
+    """
+    if escrow.charge_ref is not None:
+        return escrow.charge_ref
+    if (
+        payment is not None
+        and payment.ref == escrow.payment_ref
+        and payment.status == "succeeded"
+        and payment.charge_ref
+    ):
+        return payment.charge_ref
+    raise InvalidTransitionError(
+        f"cannot release from escrow {escrow.id} yet: the charge of its payment "
+        f"{escrow.payment_ref} is not known (Stripe reported no latest_charge), and a transfer "
+        "must name it as source_transaction; try again later, and if the PaymentIntent still "
+        "shows no charge in the Stripe Dashboard, refund instead",
+        current=escrow.status.value,
+        attempted="release",
+    )
+
+
 def start_release(
     escrow: Escrow,
     *,
@@ -39,14 +71,24 @@ def start_release(
     actor_id: str,
     now: datetime,
     namespace: str | None = None,
+    payment: PaymentSnapshot | None = None,
 ) -> Outcome:
-    """Reserve `gross` (or everything available) for a transfer to `payee`."""
+    """Reserve `gross` (or everything available) for a transfer to `payee`.
+
+    The transfer's source is the escrow's charge, or the one `payment` (its PaymentIntent,
+    fetched by the service) names, which is then recorded on the escrow (`release_source`).
+
+    Raises:
+        InvalidTransitionError: the escrow is not funded, or no charge is known to transfer
+            from.
+    """
     _require_funded(escrow, "release")
     _require_not_frozen(escrow, "release")
     if payee.id == escrow.poster_id:
         raise ValidationError(
             f"cannot release escrow {escrow.id} to its own poster {payee.id}; refund instead"
         )
+    source = release_source(escrow, payment)
     gross = _take(escrow, gross, "release")
     try:
         split = escrow.fee_schedule.split(gross, first_release=not escrow.fixed_fee_charged)
@@ -69,13 +111,14 @@ def start_release(
         request=CreateTransfer(
             amount=split.net,
             destination=payee.account_ref,
-            source_transaction=escrow.charge_ref,
+            source_transaction=source,
             transfer_group=escrow.transfer_group,
             metadata=_metadata(escrow, op_id, namespace),
         ),
     )
     escrow = attrs.evolve(
         escrow,
+        charge_ref=source,
         reserved=escrow.reserved + gross,
         fixed_fee_charged=escrow.fixed_fee_charged or split.fixed.is_positive,
     )
@@ -149,15 +192,21 @@ def payee_ready(escrow: Escrow, op: Operation, payee: Payee, *, now: datetime) -
     """The payee can receive now: the waiting release becomes pending, to be sent.
 
     While the escrow is frozen (open dispute, fraud warning) no money leaves: the release
-    keeps waiting, and is sent once the escrow unfreezes.
+    keeps waiting, and is sent once the escrow unfreezes. A release that knows no charge to
+    transfer from (one stored before every release had to name one) keeps waiting too:
+    nothing is sent without a ``source_transaction``.
     """
     if op.status is not OperationStatus.AWAITING_PAYEE or escrow.frozen:
         return Outcome(escrow=escrow)
     request = op.request
     if isinstance(request, CreateTransfer) and request.destination != payee.account_ref:
         request = attrs.evolve(request, destination=payee.account_ref)
-    if isinstance(request, CreateTransfer) and request.source_transaction != escrow.charge_ref:
-        request = attrs.evolve(request, source_transaction=escrow.charge_ref)
+    if isinstance(request, CreateTransfer):
+        source = escrow.charge_ref or request.source_transaction
+        if source is None:
+            return Outcome(escrow=escrow)
+        if request.source_transaction != source:
+            request = attrs.evolve(request, source_transaction=source)
     op = attrs.evolve(
         op, status=OperationStatus.PENDING, error=None, request=request, updated_at=now
     )
