@@ -131,10 +131,19 @@ class TestDecimals:
         assert decimals(currency) == 2
 
     def test_stripes_zero_decimal_list(self) -> None:
+        """UGX is not among them: Stripe represents it with two decimals (always 00)."""
         assert {
             "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
-            "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
+            "pyg", "rwf", "vnd", "vuv", "xaf", "xof", "xpf",
         } == ZERO_DECIMAL  # fmt: skip
+
+    @pytest.mark.parametrize("currency", ["ugx", "isk", "huf", "twd"])
+    def test_stripes_special_cases_have_two(self, currency: str) -> None:
+        assert decimals(currency) == 2
+
+    def test_an_unknown_currency_has_no_decimals(self) -> None:
+        with pytest.raises(ValueError, match="unknown currency"):
+            decimals("xyz")
 
     def test_stripes_three_decimal_list(self) -> None:
         assert {"bhd", "jod", "kwd", "omr", "tnd"} == THREE_DECIMAL
@@ -156,6 +165,11 @@ class TestFormat:
             (Money(1_234_567_891, "bhd"), "BHD 1,234,567.891"),
             (Money(1_000, "chf"), "CHF 10.00"),
             (Money(700, "xof"), "XOF 700"),
+            (Money(50_000, "ugx"), "UGX 500"),
+            (Money(123_456_700, "isk"), "ISK 1,234,567"),
+            (Money(50_050, "isk"), "ISK 500.50"),
+            (Money(17_550, "huf"), "HUF 175.50"),
+            (Money(-12_345, "twd"), "-NT$123.45"),
         ],
         ids=lambda value: value if isinstance(value, str) else None,
     )
@@ -171,5 +185,20 @@ class TestFormat:
 
     @given(st.integers(min_value=0, max_value=10**15), currencies)
     def test_format_keeps_every_minor_unit(self, amount: int, currency: str) -> None:
-        digits = "".join(ch for ch in Money(amount, currency).format() if ch.isdigit())
-        assert int(digits) == amount
+        """The number shown, read back, is the amount; ISK and UGX drop only their 00."""
+        shown = Money(amount, currency).format()
+        number = shown[shown.index(next(ch for ch in shown if ch.isdigit())) :]
+        assert Decimal(number.replace(",", "")).scaleb(decimals(currency)) == amount
+
+    @given(st.integers(min_value=0, max_value=10**13), st.sampled_from(["isk", "ugx"]))
+    def test_whole_unit_currencies_show_no_decimals(self, units: int, currency: str) -> None:
+        assert "." not in Money(units * 100, currency).format()
+
+
+class TestUnknownCurrencies:
+    def test_bgn_is_refused_with_the_currency_that_replaced_it(self) -> None:
+        with pytest.raises(ValueError, match=r"lower-case ISO 4217.*use eur"):
+            Money(100, "bgn")
+
+    def test_a_code_stripe_added_rules_for_is_known(self) -> None:
+        assert {"isk", "twd", "huf", "ugx"} <= KNOWN_CURRENCIES

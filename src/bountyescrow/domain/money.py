@@ -10,82 +10,26 @@ from typing import Final
 
 import attrs
 
-#: Currencies whose minor unit is the major unit (Stripe: "zero-decimal").
-ZERO_DECIMAL: Final = frozenset(
-    {
-        "bif",
-        "clp",
-        "djf",
-        "gnf",
-        "jpy",
-        "kmf",
-        "krw",
-        "mga",
-        "pyg",
-        "rwf",
-        "ugx",
-        "vnd",
-        "vuv",
-        "xaf",
-        "xof",
-        "xpf",
-    }
-)
-#: Currencies with three decimals. Stripe requires their amounts to be multiples of 10.
-THREE_DECIMAL: Final = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+from bountyescrow.domain.currencies import CURRENCIES, rules, unknown_message
 
-# Currencies Stripe can settle or present, with a symbol where a person expects one.
-_SYMBOLS: Final[dict[str, str]] = {
-    "usd": "$",
-    "eur": "€",
-    "gbp": "£",
-    "jpy": "¥",
-    "cny": "CN¥",
-    "inr": "₹",
-    "krw": "₩",
-    "cad": "CA$",
-    "aud": "A$",
-    "nzd": "NZ$",
-    "chf": "CHF ",
-    "sek": "SEK ",
-    "nok": "NOK ",
-    "dkk": "DKK ",
-    "pln": "PLN ",
-    "czk": "CZK ",
-    "huf": "HUF ",
-    "ron": "RON ",
-    "bgn": "BGN ",
-    "mxn": "MX$",
-    "brl": "R$",
-    "sgd": "SGD ",
-    "hkd": "HK$",
-    "ils": "₪",
-    "thb": "THB ",
-    "myr": "MYR ",
-    "php": "₱",
-    "idr": "IDR ",
-    "vnd": "₫",
-    "try": "TRY ",
-    "zar": "ZAR ",
-    "aed": "AED ",
-    "sar": "SAR ",
-    "clp": "CLP ",
-    "bhd": "BHD ",
-    "jod": "JOD ",
-    "kwd": "KWD ",
-    "omr": "OMR ",
-    "tnd": "TND ",
-}
-KNOWN_CURRENCIES: Final = frozenset(_SYMBOLS) | ZERO_DECIMAL | THREE_DECIMAL
+#: Currencies whose minor unit is the major unit (Stripe: "zero-decimal"). UGX is not among
+#: them: Stripe represents it with two decimals that are always 00 (see `currencies`).
+ZERO_DECIMAL: Final = frozenset(c.code for c in CURRENCIES.values() if c.exponent == 0)
+#: Currencies with three decimals. Stripe requires their amounts to be multiples of 10.
+THREE_DECIMAL: Final = frozenset(c.code for c in CURRENCIES.values() if c.exponent == 3)
+#: Every currency `Money` accepts: the codes of `bountyescrow.domain.currencies.CURRENCIES`.
+KNOWN_CURRENCIES: Final = frozenset(CURRENCIES)
 
 
 def decimals(currency: str) -> int:
-    """Return how many decimal places the currency's minor unit has (0, 2 or 3)."""
-    if currency in ZERO_DECIMAL:
-        return 0
-    if currency in THREE_DECIMAL:
-        return 3
-    return 2
+    """Return how many decimal places Stripe's minor unit of `currency` has (0, 2 or 3).
+
+    ISK and UGX have 2: Stripe represents them with two decimals that are always 00.
+
+    Raises:
+        ValueError: the currency is unknown.
+    """
+    return rules(currency).exponent
 
 
 def _check_amount(instance: Money, attribute: attrs.Attribute[int], value: object) -> None:
@@ -98,10 +42,8 @@ def _check_amount(instance: Money, attribute: attrs.Attribute[int], value: objec
 
 
 def _check_currency(instance: Money, attribute: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or value != value.lower() or value not in KNOWN_CURRENCIES:
-        raise ValueError(
-            f"unknown currency {value!r}: use a lower-case ISO 4217 code such as 'usd'"
-        )
+    if not isinstance(value, str) or value not in CURRENCIES:
+        raise ValueError(unknown_message(value))
 
 
 @attrs.frozen(order=False)
@@ -163,13 +105,18 @@ class Money:
         return self if self <= other else other
 
     def format(self) -> str:
-        """Format for people: ``$250.00``, ``¥500``, ``KWD 1.250``, ``-€3.10``."""
-        places = decimals(self.currency)
+        """Format for people: ``$250.00``, ``¥500``, ``KWD 1.250``, ``-€3.10``, ``ISK 500``.
+
+        ISK and UGX, which Stripe represents with two decimals that are always 00, show whole
+        units; an amount that is not whole (which Stripe would refuse) shows its decimals.
+        """
+        currency = rules(self.currency)
+        places = currency.exponent
         sign = "-" if self.amount < 0 else ""
         units, minor = divmod(abs(self.amount), 10**places)
-        number = f"{units:,}" if places == 0 else f"{units:,}.{minor:0{places}d}"
-        symbol = _SYMBOLS.get(self.currency, self.currency.upper() + " ")
-        return f"{sign}{symbol}{number}"
+        whole = places == 0 or (currency.whole_units and minor == 0)
+        number = f"{units:,}" if whole else f"{units:,}.{minor:0{places}d}"
+        return f"{sign}{currency.symbol}{number}"
 
     def __str__(self) -> str:
         return self.format()

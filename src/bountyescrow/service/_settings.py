@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bountyescrow.domain.money import KNOWN_CURRENCIES
+from bountyescrow.domain.currencies import CURRENCIES, MAX_AMOUNT, replacement_hint
 
 
 class EscrowSettings(BaseModel):
@@ -19,8 +19,10 @@ class EscrowSettings(BaseModel):
     settlement_currencies: frozenset[str] = frozenset({"usd"})
     #: Payment method types on every PaymentIntent.
     payment_method_types: tuple[str, ...] = ("card",)
-    #: The largest amount one escrow or operation may hold (Stripe: 8 digits).
-    max_amount: int = Field(default=99_999_999, gt=0)
+    #: The largest amount, in minor units, one escrow or operation may hold. At most the
+    #: library's own cap of eight digits (`currencies.MAX_AMOUNT`): Stripe's limits depend on
+    #: the payment method, which is unknown when an escrow opens.
+    max_amount: int = Field(default=MAX_AMOUNT, gt=0)
     #: How long money may be held before `nearing_max_hold` lists the escrow.
     max_hold: timedelta = timedelta(days=90)
     #: How long a caller owns an operation it is driving (DESIGN §7 `claimed_until`). It must
@@ -50,10 +52,24 @@ class EscrowSettings(BaseModel):
             )
         return value
 
+    @field_validator("max_amount")
+    @classmethod
+    def _within_the_librarys_cap(cls, value: int) -> int:
+        # Above the cap the setting would promise amounts every request then refuses.
+        if value > MAX_AMOUNT:
+            raise ValueError(
+                f"max_amount must be at most {MAX_AMOUNT} minor units (eight digits, the "
+                f"largest amount the library sends), got {value}"
+            )
+        return value
+
     @field_validator("settlement_currencies")
     @classmethod
     def _known(cls, value: frozenset[str]) -> frozenset[str]:
-        unknown = sorted(c for c in value if c not in KNOWN_CURRENCIES)
+        unknown = sorted(c for c in value if c not in CURRENCIES)
         if unknown:
-            raise ValueError(f"unknown currencies {unknown}: use lower-case ISO 4217 codes")
+            hints = [h for h in map(replacement_hint, unknown) if h is not None]
+            raise ValueError(
+                "; ".join([f"unknown currencies {unknown}: use lower-case ISO 4217 codes", *hints])
+            )
         return value

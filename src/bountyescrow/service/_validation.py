@@ -17,7 +17,12 @@ def money(
     optional: bool = False,
     charge: bool = False,
 ) -> Money | None:
-    """Check a host-supplied amount; `charge` adds the currency's minimum charge."""
+    """Check a host-supplied amount against the settings and the currency's rules.
+
+    The currency must be one the platform settles in; the amount at most `max_amount` and
+    acceptable to Stripe (`amount_rules.problem`: the currency's row of
+    `bountyescrow.domain.currencies`). `charge` adds the currency's minimum charge.
+    """
     if amount is None and optional:
         return None
     if not isinstance(amount, Money):
