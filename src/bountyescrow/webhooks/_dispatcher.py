@@ -55,9 +55,9 @@ class ApiVersionCheck:
     account's default version for an endpoint created without one), and names it in the
     event's ``api_version``. The gateway's requests use its pinned version, and the parsers
     are written for the shapes of that version: an event of another version may carry fields
-    renamed, moved or gone (``latest_charge`` did not exist before 2022-11-15, for instance).
-    The event is still applied; the warning says that the endpoint should be recreated with
-    the gateway's version.
+    renamed, moved or gone (2022-11-15 took a PaymentIntent's ``charges`` and a Charge's
+    ``refunds`` out of webhook bodies, for instance). The event is still applied; the warning
+    says that the endpoint should be recreated with the gateway's version.
 
     Args:
         expected: the gateway's pinned API version; None checks nothing.
