@@ -1,7 +1,7 @@
 """The commands on escrows (the money-moving ones run intent, call, record: DESIGN §7).
 
 Seven commands, each its validation, its `decide` function for step 1 and its sending; kept in
-one module (a little over 500 lines) because they share the runner and read alike.
+one module (about 600 lines) because they share the runner and read alike.
 """
 
 from __future__ import annotations
@@ -39,6 +39,24 @@ from bountyescrow.service._context import Denied, ServiceContext, log, new_id
 from bountyescrow.service._driver import KeyHolder, OperationDriver
 from bountyescrow.service._reads import Reads
 from bountyescrow.service._runner import CommandRunner, Started
+
+
+class _ChargeUnknownError(Exception):
+    """Step 1 of a release found its escrow without a charge id (see `_fetch_release_source`)."""
+
+    def __init__(self, escrow: Escrow) -> None:
+        super().__init__(f"escrow {escrow.id} has no charge id recorded")
+        self.escrow = escrow
+
+
+def _needs_charge(escrow: Escrow) -> bool:
+    """A funded escrow a release could start from, but whose funding recorded no charge."""
+    return (
+        escrow.charge_ref is None
+        and escrow.payment_ref is not None
+        and escrow.funded.is_positive
+        and not escrow.frozen
+    )
 
 
 class EscrowCommands:
@@ -293,70 +311,62 @@ class EscrowCommands:
         idempotency_key = valid.required_key(idempotency_key, "release")
         valid.text(payee_id, "payee_id")
         money = valid.money(amount, "amount", self.ctx.settings, optional=True)
-        params: dict[str, Any] = {"payee_id": payee_id, "amount": money}
-        payment = self._release_source_payment(escrow_id, actor, idempotency_key, params)
 
-        def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
-            payee = uow.payees.get(payee_id)
-            if payee is None:
-                raise PayeeNotFoundError(
-                    f"payee {payee_id!r} is not registered; call register_payee first"
+        def start(payment: PaymentSnapshot | None) -> Started:
+            def decide(uow: UnitOfWork, escrow: Escrow, now: datetime, op_id: str) -> Outcome:
+                payee = uow.payees.get(payee_id)
+                if payee is None:
+                    raise PayeeNotFoundError(
+                        f"payee {payee_id!r} is not registered; call register_payee first"
+                    )
+                if payment is None and _needs_charge(escrow):
+                    raise _ChargeUnknownError(escrow)  # rolls step 1 back: fetch, then run it again
+                return tr.start_release(
+                    escrow,
+                    op_id=op_id,
+                    payee=payee,
+                    gross=money,
+                    actor_id=actor.id,
+                    now=now,
+                    namespace=self.ctx.namespace,
+                    payment=payment,
                 )
-            return tr.start_release(
-                escrow,
-                op_id=op_id,
-                payee=payee,
-                gross=money,
-                actor_id=actor.id,
-                now=now,
-                namespace=self.ctx.namespace,
-                payment=payment,
+
+            return self.runner.run(
+                action="release",
+                actor=actor,
+                escrow_id=escrow_id,
+                params={"payee_id": payee_id, "amount": money},
+                decide=decide,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
             )
 
-        started = self.runner.run(
-            action="release",
-            actor=actor,
-            escrow_id=escrow_id,
-            params=params,
-            decide=decide,
-            idempotency_key=idempotency_key,
-            correlation_id=correlation_id,
-        )
+        try:
+            started = start(None)
+        except _ChargeUnknownError as unknown:
+            started = start(self._fetch_release_source(unknown.escrow))
         return self.runner.send_or_resume(started)
 
-    def _release_source_payment(
-        self, escrow_id: str, actor: Actor, key: str, params: dict[str, Any]
-    ) -> PaymentSnapshot | None:
-        """The escrow's PaymentIntent, fetched when a release needs the charge it names.
+    def _fetch_release_source(self, escrow: Escrow) -> PaymentSnapshot:
+        """The escrow's PaymentIntent, fetched because the escrow has no charge id recorded.
 
         A funding booked from a PaymentIntent without ``latest_charge`` leaves the escrow
-        without the charge every transfer must name as ``source_transaction``. Before step 1,
-        with no transaction open, the PaymentIntent is fetched; `tr.start_release` then takes
-        its charge (and records it on the escrow). If Stripe names no charge either, the
-        release is refused here with `InvalidTransitionError` before anything is written, and
-        not stored under the key: a retry with the same key goes ahead once the charge is
-        known. Nothing is fetched for a replayed key or a caller the policy refuses (the
-        runner answers those, the refusal audited).
+        without the charge every transfer must name as ``source_transaction``. Step 1 found
+        that and rolled back; with no transaction open the PaymentIntent is fetched, and step 1
+        runs again with it (`tr.start_release` takes its charge and records it on the escrow).
+
+        Raises:
+            InvalidTransitionError: Stripe names no charge either. Nothing was written, and
+                nothing is stored under the idempotency key: the same call goes ahead once
+                the charge is known.
+            GatewayError: the fetch failed; nothing was written.
         """
-        escrow = self.ctx.read(lambda uow: uow.escrows.get(escrow_id))
-        if (
-            escrow is None
-            or escrow.charge_ref is not None
-            or escrow.payment_ref is None
-            or not escrow.funded
-        ):
-            return None
-        if self.runner.key_replays(actor, key, "release", escrow_id, params):
-            return None
-        decision = self.ctx.policy.decide(
-            actor, "release", escrow, {**params, "now": self.ctx.now()}
-        )
-        if not decision.allowed:
-            return None
+        assert escrow.payment_ref is not None  # `_needs_charge` checked it
         payment = self.ctx.gateway.get_payment(escrow.payment_ref)
         tr.release_source(escrow, payment)
         log.info(
-            "escrow %s has no charge recorded; its PaymentIntent %s names %s",
+            "escrow %s had no charge recorded; its PaymentIntent %s names %s",
             escrow.id,
             payment.ref,
             payment.charge_ref,
