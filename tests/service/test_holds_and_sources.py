@@ -21,7 +21,11 @@ from bountyescrow.adapters.stripe._parse import parse_object
 from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.gateway_objects import CreateTransfer, PaymentSnapshot
 from bountyescrow.domain.payee import Payee
-from bountyescrow.errors import InvalidTransitionError, PermissionDeniedError
+from bountyescrow.errors import (
+    GatewayUnavailableError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+)
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from tests.adapters.stripe.stand_in import StripeStandIn
 from tests.adapters.stripe.support import API, TEST_KEY, form
@@ -115,10 +119,13 @@ class ChargelessFake(FakeGateway):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.hide_charge = False
+        self.unreachable = False
         self.payments_fetched = 0
 
     def get_payment(self, payment_ref: str) -> PaymentSnapshot:
         self.payments_fetched += 1
+        if self.unreachable:
+            raise GatewayUnavailableError("connection refused")
         snapshot = super().get_payment(payment_ref)
         return attrs.evolve(snapshot, charge_ref=None) if self.hide_charge else snapshot
 
@@ -237,6 +244,25 @@ class TestReleaseWithoutChargeId:
         # The refusal is not stored under the key: once Stripe names the charge, the same
         # request goes ahead.
         chargeless.hide_charge = False
+        op = svc.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=key)
+        assert op.status is OperationStatus.SUCCEEDED
+
+    def test_a_failed_fetch_writes_nothing_and_the_same_key_retries(
+        self, svc: EscrowService, chargeless: ChargelessFake, store: InMemoryStore
+    ) -> None:
+        esc = funded_without_charge(svc, chargeless)
+        ready_payee(svc, chargeless)
+        chargeless.hide_charge = False
+        chargeless.unreachable = True
+        commits = store.commits
+        key = new_key()
+
+        with pytest.raises(GatewayUnavailableError):
+            svc.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=key)
+
+        assert store.commits == commits
+        assert [op.kind.value for op in svc.operations(esc.id)] == ["funding"]
+        chargeless.unreachable = False
         op = svc.release(esc.id, payee_id=HUNTER, actor=POSTER, idempotency_key=key)
         assert op.status is OperationStatus.SUCCEEDED
 
