@@ -245,11 +245,16 @@ class EscrowService:
 
         May be called several times (milestones, several hunters). A payee whose account
         is not ready yet gets an `awaiting_payee` operation that holds the money and is sent
-        when onboarding completes.
+        when onboarding completes. Requires ``idempotency_key``. When the escrow has no
+        charge id recorded yet, the PaymentIntent is fetched first for its latest charge (the
+        transfer's `source_transaction`).
 
         Raises:
-            ValidationError, InsufficientFundsError, EscrowFrozenError, InvalidTransitionError,
-            PayeeNotFoundError, PermissionDeniedError.
+            ValidationError, InsufficientFundsError, EscrowFrozenError, PayeeNotFoundError,
+            PermissionDeniedError.
+            InvalidTransitionError: not funded, or the gateway names no charge to transfer from
+                (nothing is written; retry with the same key once it does).
+            GatewayError: fetching the PaymentIntent failed (nothing is written).
         """
         return self._commands.release(
             escrow_id,
