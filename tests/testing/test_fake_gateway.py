@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -21,8 +22,8 @@ from bountyescrow.errors import (
     InsufficientPayeeBalanceError,
     PaymentAlreadySettledError,
 )
-from bountyescrow.ports.gateway import PaymentGateway
-from bountyescrow.testing import FakeGateway, Movement
+from bountyescrow.ports.gateway import PaymentGateway, RequestRefusedError
+from bountyescrow.testing import FakeGateway, ManualClock, Movement
 from bountyescrow.testing._fake_gateway import FakeControlError
 
 from .support import (
@@ -243,6 +244,7 @@ class TestAccounts:
     def test_create_account_refuses_a_bad_country(self, fake: FakeGateway) -> None:
         with pytest.raises(GatewayRejectedError):
             fake.create_account(payee_id="u2", email=None, country="USA", idempotency_key="a")
+        assert fake.payee_country_problem("USA") is not None
 
     def test_onboarding_link(self, fake: FakeGateway) -> None:
         ref = account(fake)
@@ -295,17 +297,46 @@ class TestAccounts:
         with pytest.raises(DestinationNotReadyError):
             fake.create_transfer(transfer_request(payment, ref), idempotency_key="k")
 
-    def test_account_in_another_country_gets_the_recipient_agreement(
+    def test_account_in_another_country_of_the_regions_gets_the_full_agreement(
         self, fake: FakeGateway
     ) -> None:
+        """Stripe's cross-border payouts (US, UK, EEA, Canada, Switzerland) need ``full``."""
         home, abroad = account(fake, payee="u2"), account(fake, payee="u3", country="FR")
-        fake.complete_onboarding(home)
-        fake.complete_onboarding(abroad)
-        bodies = [
-            p["data"]["object"] for p in fake.pending_payloads if p["type"] == "account.updated"
-        ]
-        assert [b["tos_acceptance"]["service_agreement"] for b in bodies] == ["full", "recipient"]
+        bodies = onboarded(fake, home, abroad)
+        assert [b["tos_acceptance"]["service_agreement"] for b in bodies] == ["full", "full"]
         assert [b["default_currency"] for b in bodies] == ["usd", "eur"]
+
+    @pytest.mark.parametrize("country", ["BR", "jp", "AU"])
+    def test_an_account_outside_the_regions_is_refused_before_anything(
+        self, fake: FakeGateway, country: str
+    ) -> None:
+        """As `StripeGateway` refuses it; the key stays free."""
+        problem = fake.payee_country_problem(country)
+        assert problem is not None
+        assert country.upper() in problem
+        with pytest.raises(RequestRefusedError, match="cross-border") as refused:
+            account(fake, country=country)
+        assert refused.value.code == "country_unsupported"
+        assert fake.pending_events == ()
+        assert account(fake, country="DE") == "acct_0001"
+
+    def test_the_platform_country_decides_what_is_abroad(self, clock: ManualClock) -> None:
+        fake = FakeGateway(clock=clock, platform_country="jp")
+        assert fake.platform_country == "JP"
+        assert fake.payee_country_problem("JP") is None
+        # A platform outside the regions is left to Stripe.
+        assert fake.payee_country_problem("US") is None
+        assert agreements(fake, account(fake, country="JP")) == ["full"]
+
+    def test_the_recipient_agreement_goes_to_accounts_abroad_only(self, clock: ManualClock) -> None:
+        fake = FakeGateway(clock=clock, cross_border_agreement="recipient")
+        assert fake.payee_country_problem("BR") is None
+        home, abroad = account(fake, payee="u2"), account(fake, payee="u3", country="BR")
+        assert agreements(fake, home, abroad) == ["full", "recipient"]
+
+    def test_an_unknown_agreement_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="cross_border_agreement"):
+            FakeGateway(cross_border_agreement="express")  # type: ignore[arg-type]
 
     def test_controls_refuse_unknown_accounts(self, fake: FakeGateway) -> None:
         for control in (fake.complete_onboarding, fake.restrict, fake.deauthorize, fake.balance):
@@ -722,3 +753,16 @@ class TestDisputes:
             payment.charge_ref,
             True,
         )
+
+
+def onboarded(fake: FakeGateway, *refs: str) -> list[dict[str, Any]]:
+    """The accounts' JSON in the ``account.updated`` events their onboarding queues."""
+    fake.drop_events()
+    for ref in refs:
+        fake.complete_onboarding(ref)
+    return [p["data"]["object"] for p in fake.pending_payloads if p["type"] == "account.updated"]
+
+
+def agreements(fake: FakeGateway, *refs: str) -> list[str]:
+    """The service agreement each account's JSON says."""
+    return [body["tos_acceptance"]["service_agreement"] for body in onboarded(fake, *refs)]

@@ -5,15 +5,15 @@ either returns the provider's view of the object or raises a `bountyescrow.error
 subclass; no provider exception crosses this boundary.
 
 Requests the provider would refuse are refused before anything is sent, from the rules every
-gateway shares (`check_amount`, `check_metadata`, with `RequestRefusedError`), so that a test
-on `FakeGateway` fails where production on Stripe would.
+gateway shares (`check_amount`, `check_metadata`, `cross_border_problem`, with
+`RequestRefusedError`), so that a test on `FakeGateway` fails where production on Stripe would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from bountyescrow.domain import amount_rules, metadata_rules
 from bountyescrow.domain.gateway_objects import (
@@ -32,7 +32,27 @@ from bountyescrow.domain.gateway_objects import (
 from bountyescrow.domain.money import Money
 from bountyescrow.errors import GatewayRejectedError, ValidationError
 
-__all__ = ["PaymentGateway", "RequestRefusedError", "check_amount", "check_metadata"]
+__all__ = [
+    "CROSS_BORDER_COUNTRIES",
+    "PaymentGateway",
+    "RequestRefusedError",
+    "check_amount",
+    "check_metadata",
+    "cross_border_problem",
+]
+
+#: The countries Stripe's cross-border payouts connect: a platform in any of them can transfer
+#: to connected accounts in any of them, under the full service agreement
+#: (https://docs.stripe.com/connect/cross-border-payouts): the United States, the United
+#: Kingdom (GB), the European Economic Area (the 27 EU countries, Iceland, Liechtenstein,
+#: Norway), Canada and Switzerland.
+CROSS_BORDER_COUNTRIES: Final = frozenset(
+    {"US", "GB", "CA", "CH",
+     "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+     "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+     "IS", "LI", "NO"}
+)  # fmt: skip
+_REGIONS: Final = "the US, the UK (GB), the EEA countries, Canada (CA) and Switzerland (CH)"
 
 
 class RequestRefusedError(ValidationError, GatewayRejectedError):
@@ -78,6 +98,27 @@ def check_metadata(action: str, metadata: Mapping[str, str]) -> None:
                 problem = f"metadata value of {key!r} must be a string, got {value!r}"
     if problem is not None:
         raise RequestRefusedError(f"{action}: {problem}", code="parameter_invalid")
+
+
+def cross_border_problem(platform_country: str, country: str) -> str | None:
+    """Why Stripe would not pay a payee in `country` from a platform in `platform_country`
+    under the full service agreement, or None.
+
+    Both are two-letter ISO codes in upper case. A payee in the platform's own country is fine;
+    so is one in another country of `CROSS_BORDER_COUNTRIES` when the platform is in one too.
+    A platform outside those countries is left to Stripe, which offers it no self-serve
+    cross-border payouts but may enable them for it.
+    """
+    if country == platform_country or platform_country not in CROSS_BORDER_COUNTRIES:
+        return None
+    if country in CROSS_BORDER_COUNTRIES:
+        return None
+    return (
+        f"a payee in {country} cannot receive transfers from a platform in {platform_country}: "
+        f"Stripe's cross-border payouts go only between {_REGIONS}. Payees elsewhere need "
+        f"Stripe's Global Payouts (the recipient service agreement, where Stripe offers it "
+        f"to the platform)"
+    )
 
 
 class PaymentGateway(Protocol):
@@ -177,10 +218,23 @@ class PaymentGateway(Protocol):
         """Fetch a connected account's readiness."""
         ...
 
+    def payee_country_problem(self, country: str) -> str | None:
+        """Why the provider would refuse a payee in `country`, or None when it can pay them.
+
+        `country` is a two-letter ISO code. The service asks before it registers a payee and
+        raises `ValidationError` with the reason, before anything is written; `create_account`
+        refuses the same countries with `RequestRefusedError`. Gateways written before this
+        method existed lack it; the service then leaves the country to `create_account`.
+        """
+        ...
+
     def create_account(
         self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
     ) -> AccountSnapshot:
-        """Create a connected account able to receive transfers."""
+        """Create a connected account able to receive transfers.
+
+        Raises `RequestRefusedError` for a country `payee_country_problem` refuses.
+        """
         ...
 
     def create_onboarding_link(self, account_ref: str, *, return_url: str, refresh_url: str) -> str:

@@ -9,6 +9,7 @@ from bountyescrow.errors import (
     PayeeNotFoundError,
     ValidationError,
 )
+from bountyescrow.ports.gateway import PaymentGateway
 from bountyescrow.ports.policy import Actor
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
@@ -37,6 +38,12 @@ class Payees:
         """Create the payee's connected account (once per payee; later calls return it).
 
         See `EscrowService.register_payee`.
+
+        Raises:
+            ValidationError: `country` is not a two-letter code, or the gateway cannot pay a
+                payee there (`PaymentGateway.payee_country_problem`: for Stripe, a country
+                outside the regions its cross-border payouts connect); nothing was written
+                and no account was created.
         """
         valid.metadata_id(payee_id, "payee_id")
         if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
@@ -70,6 +77,9 @@ class Payees:
         existing = self.ctx.read(lambda uow: uow.payees.get(payee_id))
         if existing is not None:
             return existing
+        problem = _country_problem(self.ctx.gateway, country.upper())
+        if problem is not None:
+            raise ValidationError(f"cannot register payee {payee_id!r}: {problem}")
         account = self.ctx.gateway.create_account(
             payee_id=payee_id,
             email=email,
@@ -158,3 +168,13 @@ class Payees:
         if payee is None:
             raise PayeeNotFoundError(f"payee {payee_id!r} is not registered")
         return payee
+
+
+def _country_problem(gateway: PaymentGateway, country: str) -> str | None:
+    """The gateway's reason to refuse a payee in `country`, asked before anything is written.
+
+    Gateways written before `PaymentGateway.payee_country_problem` existed lack it: their
+    `create_account` alone decides.
+    """
+    ask = getattr(gateway, "payee_country_problem", None)
+    return ask(country) if callable(ask) else None

@@ -345,6 +345,28 @@ def account(
     }
 
 
+# Stripe resource: Account (object "account"), the platform's own account (GET /v1/account).
+def platform_account(
+    *, id: str = "acct_1Qplatform", country: str = "US", default_currency: str = "usd"
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "account",
+        "business_type": "company",
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True,
+        "controller": {"type": "account"},
+        "country": country,
+        "created": CREATED,
+        "default_currency": default_currency,
+        "details_submitted": True,
+        "email": "platform@example.com",
+        "metadata": {},
+        "payouts_enabled": True,
+        "type": "standard",
+    }
+
+
 # Stripe resource: AccountLink (object "account_link").
 def account_link(*, account: str = "acct_1Qhunter") -> dict[str, Any]:
     return {

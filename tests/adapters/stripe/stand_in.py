@@ -75,8 +75,11 @@ class StripeStandIn:
     (a timeout leaves a request without a response).
     """
 
-    def __init__(self, router: respx.MockRouter, *, livemode: bool = False) -> None:
+    def __init__(
+        self, router: respx.MockRouter, *, livemode: bool = False, platform_country: str = "US"
+    ) -> None:
         self.livemode = livemode
+        self.platform_country = platform_country
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
@@ -111,6 +114,7 @@ class StripeStandIn:
             ("GET", re.compile(r"/v1/refunds"), self._list_refunds),
             ("GET", re.compile(r"/v1/refunds/(?P<id>[^/]+)"), self._get_refund),
             ("GET", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._get_dispute),
+            ("GET", re.compile(r"/v1/account"), self._get_platform_account),
             ("POST", re.compile(r"/v1/accounts"), self._create_account),
             ("GET", re.compile(r"/v1/accounts/(?P<id>[^/]+)"), self._get_account),
             ("POST", re.compile(r"/v1/account_links"), self._create_account_link),
@@ -465,6 +469,9 @@ class StripeStandIn:
 
     def _get_dispute(self, params: dict[str, Any], id: str) -> Answer:
         return 200, copy.deepcopy(self._find(self.disputes, id, "dispute"))
+
+    def _get_platform_account(self, params: dict[str, Any]) -> Answer:
+        return 200, builders.platform_account(country=self.platform_country)
 
     def _create_account(self, params: dict[str, Any]) -> Answer:
         tos = params.get("tos_acceptance") or {}

@@ -304,15 +304,37 @@ class TestStory:
         assert (opened.funds_withdrawn, opened.funds_reinstated) == (usd(25_000), usd(0))
         assert (closed.status, closed.funds_reinstated) == ("won", usd(25_000))
 
-    def test_a_cross_border_payee_gets_the_recipient_agreement(
+    def test_a_cross_border_payee_gets_the_full_agreement(
         self, stand_in: StripeStandIn, gateway: StripeGateway
     ) -> None:
+        """The platform (US, from ``GET /v1/account``) pays a DE payee under the full
+        agreement, as Stripe's cross-border payouts require."""
         account = gateway.create_account(
             payee_id="u3", email=None, country="DE", idempotency_key="payee:u3"
         )
 
-        assert stand_in.accounts[account.ref]["tos_acceptance"]["service_agreement"] == "recipient"
+        assert stand_in.accounts[account.ref]["tos_acceptance"]["service_agreement"] == "full"
         assert stand_in.accounts[account.ref]["metadata"] == {"bountyescrow_payee_id": "u3"}
+        assert gateway.platform_country == "US"
+
+    def test_a_host_may_choose_the_recipient_agreement_for_payees_abroad(
+        self, stand_in: StripeStandIn
+    ) -> None:
+        with StripeGateway(
+            api_key=TEST_KEY, max_network_retries=0, cross_border_agreement="recipient"
+        ) as gateway:
+            abroad = gateway.create_account(
+                payee_id="u3", email=None, country="BR", idempotency_key="payee:u3"
+            )
+            home = gateway.create_account(
+                payee_id="u4", email=None, country="US", idempotency_key="payee:u4"
+            )
+
+        agreements = [
+            stand_in.accounts[ref]["tos_acceptance"]["service_agreement"]
+            for ref in (abroad.ref, home.ref)
+        ]
+        assert agreements == ["recipient", "full"]
 
 
 class TestLookupsAtScale:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import httpx
 import stripe
@@ -54,6 +55,7 @@ from bountyescrow.errors import (
     PaymentAlreadySettledError,
     ValidationError,
 )
+from bountyescrow.ports.gateway import cross_border_problem
 
 if TYPE_CHECKING:
     from stripe.params import (
@@ -91,6 +93,10 @@ _SDK_TIMEOUT: Final = 80.0
 
 _KEY_MODE = re.compile(r"^(?:sk|rk)_(live|test)_")
 _T = TypeVar("_T")
+
+#: The service agreements a host may choose for payees in another country than the platform.
+ServiceAgreement = Literal["full", "recipient"]
+_AGREEMENTS: Final = ("full", "recipient")
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -133,8 +139,15 @@ class StripeGateway:
         timeout: seconds to wait for Stripe's answer to each HTTP request (the SDK's own
             default, 80 s, makes calls outlast reasonable leases). Getting a connection,
             connecting and sending take at most ``min(timeout, 5)`` seconds each.
-        platform_country: the platform account's country; payees elsewhere get Stripe's
-            ``recipient`` service agreement.
+        platform_country: the platform account's country (two letters). Unset (the default),
+            the gateway asks Stripe once (``GET /v1/account``), when it first needs it.
+        cross_border_agreement: the service agreement of payees in another country than the
+            platform. ``"full"`` (the default; nothing is sent, Stripe's default) is what
+            Stripe's cross-border payouts require, between the US, the UK, the EEA, Canada and
+            Switzerland; payees outside those regions are refused (`payee_country_problem`).
+            ``"recipient"`` sends ``tos_acceptance[service_agreement]=recipient`` for them and
+            leaves the country to Stripe: only where Stripe allows it to your platform (its
+            Global Payouts). Payees in the platform's country always get the full agreement.
 
     Raises:
         ConfigurationError: neither or both of `client` and `api_key`, a publishable key, a
@@ -149,7 +162,8 @@ class StripeGateway:
         livemode: bool | None = None,
         max_network_retries: int = 2,
         timeout: float = DEFAULT_TIMEOUT,
-        platform_country: str = "US",
+        platform_country: str | None = None,
+        cross_border_agreement: ServiceAgreement = "full",
     ) -> None:
         if (client is None) == (api_key is None):
             raise ConfigurationError(
@@ -159,10 +173,19 @@ class StripeGateway:
             raise ConfigurationError("max_network_retries must be 0 or more")
         if timeout <= 0:
             raise ConfigurationError("timeout must be a positive number of seconds")
-        try:
-            self._platform_country = _checks.normalize_country(platform_country)
-        except ValidationError as exc:
-            raise ConfigurationError(f"platform_country: {exc.message}") from exc
+        if cross_border_agreement not in _AGREEMENTS:
+            raise ConfigurationError(
+                f"cross_border_agreement must be 'full' or 'recipient', "
+                f"got {cross_border_agreement!r}"
+            )
+        self._cross_border_agreement = cross_border_agreement
+        self._platform_country: str | None = None
+        if platform_country is not None:
+            try:
+                self._platform_country = _checks.normalize_country(platform_country)
+            except ValidationError as exc:
+                raise ConfigurationError(f"platform_country: {exc.message}") from exc
+        self._platform_lock = threading.Lock()
 
         self._http: _HTTPXClient | None = None
         key = api_key if api_key is not None else _client_attribute(client, "api_key")
@@ -233,8 +256,29 @@ class StripeGateway:
 
     @property
     def platform_country(self) -> str:
-        """The platform account's country (two letters, upper case)."""
+        """The platform account's country (two letters, upper case).
+
+        The one the gateway was given; otherwise Stripe's (``GET /v1/account``), asked on first
+        use and kept for the gateway's life.
+
+        Raises:
+            GatewayError: Stripe could not be asked (see `PaymentGateway`); the next use asks
+                again.
+        """
+        if self._platform_country is None:
+            # One request, however many threads want the country at once.
+            with self._platform_lock:
+                if self._platform_country is None:
+                    action = "get_platform_account"
+                    with translated(action):
+                        account = self._client.v1.accounts.retrieve_current()
+                    self._platform_country = self._read(action, account, _account_country)
         return self._platform_country
+
+    @property
+    def cross_border_agreement(self) -> ServiceAgreement:
+        """The service agreement of payees in another country than the platform."""
+        return self._cross_border_agreement
 
     def close(self) -> None:
         """Close the HTTP connections the gateway opened (not those of a client passed in)."""
@@ -475,19 +519,49 @@ class StripeGateway:
 
     # --- payees ----------------------------------------------------------------------------
 
+    def payee_country_problem(self, country: str) -> str | None:
+        """Why Stripe would refuse a payee in `country`, or None.
+
+        With the full service agreement, a payee outside the platform's country must be, like
+        the platform, in the US, the UK, the EEA, Canada or Switzerland
+        (`bountyescrow.ports.gateway.cross_border_problem`); asks Stripe for the platform's
+        country the first time (`platform_country`). With ``cross_border_agreement="recipient"``
+        only the code's form is checked: Stripe decides.
+
+        Raises:
+            GatewayError: the platform's country could not be fetched.
+        """
+        try:
+            country = _checks.normalize_country(country)
+        except ValidationError as exc:
+            return exc.message
+        if self._cross_border_agreement == "recipient":
+            return None
+        return cross_border_problem(self.platform_country, country)
+
     def create_account(
         self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
     ) -> AccountSnapshot:
         """Create a connected account that can receive transfers (``POST /v1/accounts``).
 
-        The account is Express-like and requests only the ``transfers`` capability; a payee in
-        another country than the platform gets the ``recipient`` service agreement, which is
-        what allows cross-border transfers to them.
+        The account is Express-like and requests only the ``transfers`` capability, under the
+        full service agreement (Stripe's default, so nothing is sent), which Stripe's
+        cross-border payouts require; with ``cross_border_agreement="recipient"`` a payee in
+        another country than the platform gets ``tos_acceptance[service_agreement]=recipient``.
+
+        Raises:
+            RequestRefusedError: a country that is not a two-letter code, or one
+                `payee_country_problem` refuses (code ``country_unsupported``); nothing was
+                sent.
+            GatewayError: see `PaymentGateway`.
         """
         action = "create_account"
         _checks.check_text(action, "payee_id", payee_id)
         _checks.check_idempotency_key(action, idempotency_key)
         country = _checks.normalize_country(country)
+        problem = self.payee_country_problem(country)
+        if problem is not None:
+            raise RequestRefusedError(f"{action}: {problem}", code="country_unsupported")
         params: AccountCreateParams = {
             # The controller properties Stripe documents as the equivalent of an Express
             # account; the older `type=express` parameter is deprecated in Stripe's API
@@ -506,7 +580,7 @@ class StripeGateway:
         }
         if email is not None:
             params["email"] = email
-        if country != self._platform_country:
+        if self._cross_border_agreement == "recipient" and country != self.platform_country:
             params["tos_acceptance"] = {"service_agreement": "recipient"}
         with translated(action, idempotency_key=idempotency_key):
             account = self._client.v1.accounts.create(
@@ -659,6 +733,13 @@ def _method_types_parameter(api_version: str) -> str:
     if api_version[:10] >= ALLOWED_TYPES_SINCE:
         return "allowed_payment_method_types"
     return "payment_method_types"
+
+
+def _account_country(data: Json) -> str:
+    country = data["country"]
+    if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+        raise ValueError(f"account country {country!r} is not a two-letter code")
+    return country.upper()
 
 
 def _link_url(data: Json) -> str:

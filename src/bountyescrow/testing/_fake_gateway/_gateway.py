@@ -25,7 +25,12 @@ from bountyescrow.domain.gateway_objects import (
     request_to_dict,
 )
 from bountyescrow.errors import GatewayRejectedError, PaymentAlreadySettledError
-from bountyescrow.ports.gateway import check_amount, check_metadata
+from bountyescrow.ports.gateway import (
+    RequestRefusedError,
+    check_amount,
+    check_metadata,
+    cross_border_problem,
+)
 from bountyescrow.testing._fake_gateway._controls_incidents import _IncidentControls
 from bountyescrow.testing._fake_gateway._controls_parties import _PartyControls
 from bountyescrow.testing._fake_gateway._idempotency import _KeyedCalls
@@ -53,8 +58,12 @@ class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
         clock: the time used for ``created`` fields and to forget idempotency keys after 24 h
             (default: the wall clock).
         livemode: what the snapshots and events say; tests keep the default, False.
-        platform_country: the platform's country; accounts in another country get the
-            ``recipient`` service agreement, as bountyescrow requests them.
+        platform_country: the platform's country. Payees elsewhere are refused as Stripe
+            refuses them (`payee_country_problem`).
+        cross_border_agreement: the service agreement of accounts in another country than the
+            platform, as `StripeGateway` takes it: ``"full"`` (the default; payees outside the
+            US, the UK, the EEA, Canada and Switzerland are refused) or ``"recipient"`` (any
+            country; the accounts say ``recipient``). Accounts at home always say ``full``.
         signing_clock: the time webhook signatures carry (default: the wall clock, which is
             what the Stripe SDK checks the 300 s tolerance against).
         max_call_duration: what `max_call_duration` says (default 5 s); the service's lease
@@ -274,28 +283,38 @@ class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
 
         return self._keyed("reversal", idempotency_key, request_to_dict(request), execute)
 
+    def payee_country_problem(self, country: str) -> str | None:
+        """Why Stripe would refuse a payee in `country`, or None: not a two-letter code, or
+        (with the full agreement) outside the regions Stripe's cross-border payouts connect
+        (`bountyescrow.ports.gateway.cross_border_problem`)."""
+        code = country.upper() if isinstance(country, str) else ""
+        if len(code) != 2 or not code.isalpha():
+            return f"country must be a two-letter ISO code such as 'US', got {country!r}"
+        if self.cross_border_agreement == "recipient":
+            return None
+        return cross_border_problem(self.platform_country, code)
+
     def create_account(
         self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
     ) -> AccountSnapshot:
         """Create an Express account requesting ``transfers``; it is not ready until onboarded.
 
         Raises:
-            RequestRefusedError: `payee_id` does not fit in Stripe metadata.
-            GatewayRejectedError: `country` is not a two-letter code.
+            RequestRefusedError: `payee_id` does not fit in Stripe metadata, or
+                `payee_country_problem` refuses `country` (code ``country_unsupported``);
+                nothing happened.
         """
         check_metadata("create_account", {META_PAYEE: payee_id})
+        problem = self.payee_country_problem(country)
+        if problem is not None:
+            raise RequestRefusedError(f"create_account: {problem}", code="country_unsupported")
         fingerprint = {
             "action": "create_account", "payee_id": payee_id, "email": email, "country": country
         }  # fmt: skip
 
         def execute(mode: str | None) -> AccountSnapshot:
             code = country.upper()
-            if len(code) != 2 or not code.isalpha():
-                raise GatewayRejectedError(
-                    f"Country '{country}' is unknown. Try using a 2-character alphanumeric "
-                    f"country code instead, such as 'US', 'EG', or 'GB'.",
-                    code="country_unsupported",
-                )
+            cross_border = code != self.platform_country
             currency = "eur" if code in _EURO_COUNTRIES else _COUNTRY_CURRENCY.get(code, "usd")
             account = AccountRecord(
                 id=self._next_id("acct"),
@@ -304,7 +323,11 @@ class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
                 default_currency=currency,
                 created=self._ts(),
                 metadata={META_PAYEE: payee_id},
-                service_agreement="full" if code == self.platform_country else "recipient",
+                service_agreement=(
+                    "recipient"
+                    if cross_border and self.cross_border_agreement == "recipient"
+                    else "full"
+                ),
             )
             self._accounts[account.id] = account
             return self._account_snapshot(account)

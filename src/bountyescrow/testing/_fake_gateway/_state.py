@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Final, NoReturn, TypeVar
+from typing import Final, Literal, NoReturn, TypeVar
 
 import attrs
 
@@ -107,6 +107,7 @@ class _FakeState:
         clock: Clock | None = None,
         livemode: bool = False,
         platform_country: str = "US",
+        cross_border_agreement: Literal["full", "recipient"] = "full",
         signing_clock: Clock | None = None,
         max_call_duration: timedelta = DEFAULT_MAX_CALL_DURATION,
     ) -> None:
@@ -118,7 +119,13 @@ class _FakeState:
             )
         self._max_call_duration = max_call_duration
         self.webhook_secret = webhook_secret
+        if cross_border_agreement not in ("full", "recipient"):
+            raise ValueError(
+                f"cross_border_agreement must be 'full' or 'recipient', "
+                f"got {cross_border_agreement!r}"
+            )
         self.platform_country = platform_country.upper()
+        self.cross_border_agreement = cross_border_agreement
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._signing_clock: Clock = signing_clock if signing_clock is not None else SystemClock()
         self._livemode = livemode

@@ -12,7 +12,9 @@ Opt an adapter in with a subclass that provides two fixtures::
             return MyControl(gateway)  # pay(payment_ref), make_ready(account_ref)
 
 The suite only uses the port and the two control verbs, with fresh idempotency keys and
-operation ids on every run, so it can run against a real Stripe account in test mode.
+operation ids on every run, so it can run against a real Stripe account in test mode. It
+creates US accounts, so it assumes a platform in the regions Stripe's cross-border payouts
+connect (the US, the UK, the EEA, Canada, Switzerland) and the full service agreement.
 """
 
 from __future__ import annotations
@@ -273,6 +275,32 @@ class GatewayContract:
             payee_id="payee-x", email=None, country="US", idempotency_key=key
         )
         assert again.ref == first.ref
+
+    def test_payees_in_the_cross_border_regions_can_be_paid(self, gateway: PaymentGateway) -> None:
+        """The platform is in the regions (its payees are US accounts): a payee in any of
+        them can be paid, whatever the case of the code."""
+        for country in ("US", "GB", "DE", "FR", "NO", "CA", "CH", "gb"):
+            assert gateway.payee_country_problem(country) is None, country
+
+    def test_a_payee_country_stripe_refuses_is_refused_before_anything(
+        self, gateway: PaymentGateway
+    ) -> None:
+        """Brazil is outside the regions; a malformed code is refused too. The refusal says
+        why, happens before anything is sent, and leaves the idempotency key free."""
+        problem = gateway.payee_country_problem("BR")
+        assert problem is not None
+        assert "BR" in problem
+        assert gateway.payee_country_problem("USA") is not None
+        key = _key()
+        for country in ("BR", "USA"):
+            with pytest.raises(RequestRefusedError):
+                gateway.create_account(
+                    payee_id="payee-abroad", email=None, country=country, idempotency_key=key
+                )
+        account = gateway.create_account(
+            payee_id="payee-abroad", email=None, country="DE", idempotency_key=key
+        )
+        assert gateway.get_account(account.ref).ready is False
 
     def test_onboarding_link_is_an_https_url(self, gateway: PaymentGateway) -> None:
         account = self.account(gateway)
