@@ -68,8 +68,10 @@ class RequestRefusedError(ValidationError, GatewayRejectedError):
 def check_amount(action: str, amount: Money, *, charge: bool = False) -> None:
     """Refuse an amount Stripe would refuse (`bountyescrow.domain.amount_rules`).
 
-    Every amount must be positive with at most eight digits, and three-decimal currencies
-    (KWD, BHD, JOD, OMR, TND) must end in 0; with `charge=True` the minimum charge applies.
+    The rules are the currency's row of `bountyescrow.domain.currencies`: every amount must be
+    positive with at most eight digits (the library's cap) and a multiple of the currency's
+    step (10 in KWD, BHD, JOD, OMR and TND; 100 in ISK and UGX, which Stripe represents with
+    two decimals that are always 00); with `charge=True` the minimum charge applies.
 
     Raises:
         RequestRefusedError: the amount breaks one of the rules.
