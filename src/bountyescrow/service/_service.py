@@ -360,6 +360,11 @@ class EscrowService:
         A later call for a registered payee returns it unchanged (its email and country are
         not updated). With `idempotency_key`, reusing the key with another payee, country or
         email raises `IdempotencyConflictError`.
+
+        Raises:
+            ValidationError: a bad payee id or country, or a country the gateway cannot pay
+                from the platform's (cross-border payouts reach the US, UK, EEA, Canada and
+                Switzerland); nothing is written.
         """
         return self._payees.register_payee(
             payee_id,
