@@ -36,3 +36,12 @@ class TestStripeGatewayContract(GatewayContract):
     @pytest.fixture
     def control(self, stand_in: StripeStandIn) -> GatewayControl:
         return StandInControl(stand_in)
+
+
+class TestStripeGatewayAccountsV2Contract(TestStripeGatewayContract):
+    """The same contract with payees created and read as Accounts v2 accounts."""
+
+    @pytest.fixture
+    def gateway(self, stand_in: StripeStandIn) -> Iterator[PaymentGateway]:
+        with StripeGateway(api_key=TEST_KEY, max_network_retries=0, accounts="v2") as gateway:
+            yield gateway

@@ -367,6 +367,87 @@ def platform_account(
     }
 
 
+# Stripe resource: Account v2 (object "v2.core.account"), read with
+# include=configuration.recipient; `stripe_transfers` is the recipient configuration's
+# stripe_balance.stripe_transfers capability status (None: no recipient configuration).
+def account_v2(
+    *,
+    id: str | None = None,
+    stripe_transfers: str | None = "restricted",
+    country: str = "US",
+    email: str | None = "hunter@example.com",
+    metadata: Mapping[str, str] | None = None,
+    closed: bool = False,
+    livemode: bool = False,
+) -> dict[str, Any]:
+    configuration: dict[str, Any] | None = None
+    if stripe_transfers is not None:
+        details = (
+            []
+            if stripe_transfers == "active"
+            else [{"code": "requirements_past_due", "resolution": "provide_info"}]
+        )
+        configuration = {
+            "customer": None,
+            "merchant": None,
+            "recipient": {
+                "applied": True,
+                "capabilities": {
+                    "bank_accounts": None,
+                    "cards": None,
+                    "stripe_balance": {
+                        "payouts": None,
+                        "stripe_transfers": {
+                            "status": stripe_transfers,
+                            "status_details": details,
+                        },
+                    },
+                },
+            },
+        }
+    return {
+        "id": id or new_id("acct"),
+        "object": "v2.core.account",
+        "applied_configurations": [] if stripe_transfers is None else ["recipient"],
+        "closed": closed,
+        "configuration": configuration,
+        "contact_email": email,
+        "contact_phone": None,
+        "created": "2026-01-02T03:04:05.000Z",
+        "dashboard": "express",
+        "defaults": None,
+        "display_name": None,
+        "future_requirements": None,
+        "identity": None,
+        "livemode": livemode,
+        "metadata": dict(metadata or {}),
+        "requirements": None,
+    }
+
+
+# Stripe resource: AccountLink v2 (object "v2.core.account_link").
+def account_link_v2(
+    *, account: str = "acct_1Qhunter", return_url: str = "", refresh_url: str = ""
+) -> dict[str, Any]:
+    return {
+        "object": "v2.core.account_link",
+        "account": account,
+        "created": "2026-01-02T03:04:05.000Z",
+        "expires_at": "2026-01-02T03:09:05.000Z",
+        "livemode": False,
+        "url": f"https://connect.stripe.com/d/setup/e/{account}/Mer16itPZo2K",
+        "use_case": {
+            "type": "account_onboarding",
+            "account_onboarding": {
+                "collection_options": None,
+                "refresh_url": refresh_url,
+                "return_url": return_url,
+            },
+            "account_update": None,
+        },
+    }
+
+
 # Stripe resource: AccountLink (object "account_link").
 def account_link(*, account: str = "acct_1Qhunter") -> dict[str, Any]:
     return {

@@ -118,6 +118,9 @@ class StripeStandIn:
             ("POST", re.compile(r"/v1/accounts"), self._create_account),
             ("GET", re.compile(r"/v1/accounts/(?P<id>[^/]+)"), self._get_account),
             ("POST", re.compile(r"/v1/account_links"), self._create_account_link),
+            ("POST", re.compile(r"/v2/core/accounts"), self._create_account_v2),
+            ("GET", re.compile(r"/v2/core/accounts/(?P<id>[^/]+)"), self._get_account_v2),
+            ("POST", re.compile(r"/v2/core/account_links"), self._create_account_link_v2),
         ]
         router.route(host="api.stripe.com").mock(side_effect=self._handle)
 
@@ -193,11 +196,16 @@ class StripeStandIn:
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         method, path = request.method, request.url.path
-        if method == "POST":
-            pairs = parse_qsl(request.content.decode(), keep_blank_values=True)
+        if method == "POST" and path.startswith("/v2/"):
+            # The v2 API takes JSON bodies, not forms.
+            params = json.loads(request.content.decode() or "{}")
+            pairs = [("json", json.dumps(params, sort_keys=True))]
         else:
-            pairs = list(request.url.params.multi_items())
-        params = _unflatten(pairs)
+            if method == "POST":
+                pairs = parse_qsl(request.content.decode(), keep_blank_values=True)
+            else:
+                pairs = list(request.url.params.multi_items())
+            params = _unflatten(pairs)
         key = request.headers.get("Idempotency-Key") if method == "POST" else None
         fingerprint = tuple(sorted(pairs))
 
@@ -491,6 +499,46 @@ class StripeStandIn:
     def _create_account_link(self, params: dict[str, Any]) -> Answer:
         self._find(self.accounts, params["account"], "account", param="account")
         return 200, builders.account_link(account=params["account"])
+
+    # Accounts v2: the same accounts (a v2 account takes v1 transfers), created with a JSON
+    # body and shown in their v2 shape; `activate` makes them ready either way.
+    def _create_account_v2(self, params: dict[str, Any]) -> Answer:
+        recipient = params["configuration"]["recipient"]["capabilities"]
+        assert recipient == {"stripe_balance": {"stripe_transfers": {"requested": True}}}
+        acct = builders.account(
+            transfers="inactive",
+            country=params["identity"]["country"],
+            email=params.get("contact_email"),
+            metadata=params.get("metadata"),
+            service_agreement="recipient",
+        )
+        self.accounts[acct["id"]] = acct
+        return self._get_account_v2({"include": params.get("include")}, acct["id"])
+
+    def _get_account_v2(self, params: dict[str, Any], id: str) -> Answer:
+        acct = self._find(self.accounts, id, "account")
+        transfers = acct["capabilities"].get("transfers")
+        shown = builders.account_v2(
+            id=id,
+            stripe_transfers="active" if transfers == "active" else "restricted",
+            country=acct["country"],
+            email=acct["email"],
+            metadata=acct["metadata"],
+            livemode=self.livemode,
+        )
+        include = params.get("include") or []
+        if "configuration.recipient" not in (include if isinstance(include, list) else [include]):
+            shown["configuration"] = None
+        return 200, shown
+
+    def _create_account_link_v2(self, params: dict[str, Any]) -> Answer:
+        self._find(self.accounts, params["account"], "account", param="account")
+        onboarding = params["use_case"]["account_onboarding"]
+        return 200, builders.account_link_v2(
+            account=params["account"],
+            return_url=onboarding["return_url"],
+            refresh_url=onboarding["refresh_url"],
+        )
 
     @staticmethod
     def _find(

@@ -27,6 +27,7 @@ from bountyescrow.adapters.stripe._errors import header, reported_intent_status,
 from bountyescrow.adapters.stripe._parse import (
     Json,
     parse_account,
+    parse_account_v2,
     parse_dispute,
     parse_payment,
     parse_refund,
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
         TransferReversalCreateParams,
         TransferReversalListParams,
     )
+    from stripe.params.v2.core import AccountCreateParams as AccountV2CreateParams
+    from stripe.params.v2.core import AccountLinkCreateParams as AccountLinkV2CreateParams
 
     from bountyescrow.ports.gateway import PaymentGateway
 
@@ -97,6 +100,13 @@ _T = TypeVar("_T")
 #: The service agreements a host may choose for payees in another country than the platform.
 ServiceAgreement = Literal["full", "recipient"]
 _AGREEMENTS: Final = ("full", "recipient")
+
+#: Which Stripe API the gateway creates and reads connected accounts with.
+AccountsApi = Literal["v1", "v2"]
+_ACCOUNTS_APIS: Final = ("v1", "v2")
+#: What `get_account` asks an Accounts v2 account to include: v2 leaves configurations out
+#: of its answers unless asked, and readiness is read from the recipient configuration.
+_V2_INCLUDE: Final = "configuration.recipient"
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -148,6 +158,18 @@ class StripeGateway:
             ``"recipient"`` sends ``tos_acceptance[service_agreement]=recipient`` for them and
             leaves the country to Stripe: only where Stripe allows it to your platform (its
             Global Payouts). Payees in the platform's country always get the full agreement.
+            With ``accounts="v2"`` the account's recipient configuration is its agreement and
+            `cross_border_agreement` only chooses which payee countries are refused.
+        accounts: the API payees' connected accounts are created and read with. ``"v1"``
+            (the default; ``/v1/accounts``, Express-like) keeps existing platforms as they are.
+            ``"v2"`` (``/v2/core/accounts``, what Stripe tells new integrations to use) creates
+            accounts with the ``recipient`` configuration requesting only
+            ``stripe_balance.stripe_transfers``, and reads readiness from that capability.
+            Transfers, reversals and events are the same either way: v1 transfers take a v2
+            account's id as their destination. Existing accounts keep working whichever is
+            chosen for new ones, as long as `get_account` reads them with the API that made
+            them: do not switch a platform with v1 payees to ``"v2"`` without checking that
+            ``GET /v2/core/accounts/{id}`` answers for them (Stripe serves v1 accounts there).
 
     Raises:
         ConfigurationError: neither or both of `client` and `api_key`, a publishable key, a
@@ -164,6 +186,7 @@ class StripeGateway:
         timeout: float = DEFAULT_TIMEOUT,
         platform_country: str | None = None,
         cross_border_agreement: ServiceAgreement = "full",
+        accounts: AccountsApi = "v1",
     ) -> None:
         if (client is None) == (api_key is None):
             raise ConfigurationError(
@@ -178,7 +201,10 @@ class StripeGateway:
                 f"cross_border_agreement must be 'full' or 'recipient', "
                 f"got {cross_border_agreement!r}"
             )
+        if accounts not in _ACCOUNTS_APIS:
+            raise ConfigurationError(f"accounts must be 'v1' or 'v2', got {accounts!r}")
         self._cross_border_agreement = cross_border_agreement
+        self._accounts: AccountsApi = accounts
         self._platform_country: str | None = None
         if platform_country is not None:
             try:
@@ -229,8 +255,10 @@ class StripeGateway:
         self._api_version = version if isinstance(version, str) else stripe.api_version
 
     def __repr__(self) -> str:
+        accounts = ", accounts='v2'" if self._accounts == "v2" else ""
         return (
-            f"StripeGateway(livemode={self._livemode}, platform_country={self._platform_country!r})"
+            f"StripeGateway(livemode={self._livemode}, "
+            f"platform_country={self._platform_country!r}{accounts})"
         )
 
     @property
@@ -279,6 +307,11 @@ class StripeGateway:
     def cross_border_agreement(self) -> ServiceAgreement:
         """The service agreement of payees in another country than the platform."""
         return self._cross_border_agreement
+
+    @property
+    def accounts(self) -> AccountsApi:
+        """The API payees' connected accounts are created and read with: ``"v1"`` or ``"v2"``."""
+        return self._accounts
 
     def close(self) -> None:
         """Close the HTTP connections the gateway opened (not those of a client passed in)."""
@@ -511,11 +544,25 @@ class StripeGateway:
         return self._read("get_dispute", dispute, parse_dispute)
 
     def get_account(self, account_ref: str) -> AccountSnapshot:
-        """Fetch a connected account (``GET /v1/accounts/{id}``); ready = transfers active."""
-        _checks.check_ref("get_account", "account_ref", account_ref)
-        with translated("get_account"):
+        """Fetch a connected account's readiness.
+
+        With ``accounts="v1"``: ``GET /v1/accounts/{id}``, ready when ``capabilities.transfers``
+        is ``active``. With ``accounts="v2"``: ``GET /v2/core/accounts/{id}`` with
+        ``include=configuration.recipient``, ready when the recipient configuration's
+        ``stripe_balance.stripe_transfers`` capability is ``active``; a closed account is
+        reported as `AccountSnapshot.deauthorized`.
+        """
+        action = "get_account"
+        _checks.check_ref(action, "account_ref", account_ref)
+        if self._accounts == "v2":
+            with translated(action):
+                v2_account = self._client.v2.core.accounts.retrieve(
+                    account_ref, params={"include": [_V2_INCLUDE]}
+                )
+            return self._read(action, v2_account, parse_account_v2)
+        with translated(action):
             account = self._client.v1.accounts.retrieve(account_ref)
-        return self._read("get_account", account, parse_account)
+        return self._read(action, account, parse_account)
 
     # --- payees ----------------------------------------------------------------------------
 
@@ -562,6 +609,10 @@ class StripeGateway:
         problem = self.payee_country_problem(country)
         if problem is not None:
             raise RequestRefusedError(f"{action}: {problem}", code="country_unsupported")
+        if self._accounts == "v2":
+            return self._create_account_v2(
+                payee_id=payee_id, email=email, country=country, idempotency_key=idempotency_key
+            )
         params: AccountCreateParams = {
             # The controller properties Stripe documents as the equivalent of an Express
             # account; the older `type=express` parameter is deprecated in Stripe's API
@@ -588,8 +639,44 @@ class StripeGateway:
             )
         return self._read(action, account, parse_account, idempotency_key)
 
+    def _create_account_v2(
+        self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
+    ) -> AccountSnapshot:
+        """``POST /v2/core/accounts`` (a JSON body) with the recipient configuration."""
+        action = "create_account"
+        params: AccountV2CreateParams = {
+            # Only what receiving v1 transfers into the account's Stripe balance needs; the
+            # recipient configuration is also the account's (recipient) service agreement.
+            # Stripe collects the requirements and the payee gets the Express Dashboard; the
+            # platform pays the fees and carries the losses, as the v1 accounts' controller
+            # properties say.
+            "configuration": {
+                "recipient": {
+                    "capabilities": {"stripe_balance": {"stripe_transfers": {"requested": True}}}
+                }
+            },
+            "dashboard": "express",
+            "defaults": {
+                "responsibilities": {
+                    "fees_collector": "application",
+                    "losses_collector": "application",
+                }
+            },
+            "identity": {"country": country},
+            "include": [_V2_INCLUDE],
+            "metadata": {META_PAYEE: payee_id},
+        }
+        if email is not None:
+            params["contact_email"] = email
+        with translated(action, idempotency_key=idempotency_key):
+            account = self._client.v2.core.accounts.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return self._read(action, account, parse_account_v2, idempotency_key)
+
     def create_onboarding_link(self, account_ref: str, *, return_url: str, refresh_url: str) -> str:
-        """Return a one-time onboarding URL (``POST /v1/account_links``, account_onboarding).
+        """Return a one-time onboarding URL (``POST /v1/account_links``, account_onboarding;
+        with ``accounts="v2"``, ``POST /v2/core/account_links``).
 
         The link expires after a few minutes and may be used once; when it has expired Stripe
         sends the payee to `refresh_url`, which should ask for a new link.
@@ -598,6 +685,20 @@ class StripeGateway:
         _checks.check_ref(action, "account_ref", account_ref)
         _checks.check_text(action, "return_url", return_url, max_length=2048)
         _checks.check_text(action, "refresh_url", refresh_url, max_length=2048)
+        if self._accounts == "v2":
+            v2_params: AccountLinkV2CreateParams = {
+                "account": account_ref,
+                "use_case": {
+                    "type": "account_onboarding",
+                    "account_onboarding": {
+                        "return_url": return_url,
+                        "refresh_url": refresh_url,
+                    },
+                },
+            }
+            with translated(action):
+                v2_link = self._client.v2.core.account_links.create(params=v2_params)
+            return self._read(action, v2_link, _link_url)
         params: AccountLinkCreateParams = {
             "account": account_ref,
             "type": "account_onboarding",

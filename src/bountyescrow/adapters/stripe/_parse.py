@@ -156,6 +156,42 @@ def parse_account(data: Json) -> AccountSnapshot:
     )
 
 
+#: The path, in an Accounts v2 account, to the capability that lets it receive v1 transfers.
+RECIPIENT_TRANSFERS: Final = (
+    "configuration",
+    "recipient",
+    "capabilities",
+    "stripe_balance",
+    "stripe_transfers",
+)
+
+
+def parse_account_v2(data: Json) -> AccountSnapshot:
+    """Parse an Accounts v2 account (``object: v2.core.account``), read with
+    ``include=configuration.recipient``: ready when the recipient configuration's
+    ``stripe_balance.stripe_transfers`` capability is ``active``.
+
+    An account without the recipient configuration, or whose configuration was not included,
+    is not ready (``pending``, ``restricted``, ``rejected`` and ``unsupported`` are not either).
+    A closed account is reported as `deauthorized`: it can never receive a transfer again.
+    """
+    node: object = data
+    for key in RECIPIENT_TRANSFERS:
+        if node is None:
+            break
+        if not isinstance(node, Mapping):
+            raise TypeError(f"account {key} must be an object")
+        node = node.get(key)
+    status = node.get("status") if isinstance(node, Mapping) else None
+    closed = data.get("closed") is True
+    return AccountSnapshot(
+        ref=_id(data),
+        ready=status == "active" and not closed,
+        metadata=_metadata(data),
+        deauthorized=closed,
+    )
+
+
 def parse_fraud_warning(data: Json) -> FraudWarningSnapshot:
     """Parse an early fraud warning (``object: radar.early_fraud_warning``)."""
     charge = ref(data.get("charge"))
@@ -187,6 +223,7 @@ _PARSERS: Final[Mapping[str, Callable[[Json], GatewayObject]]] = {
     "transfer_reversal": parse_reversal,
     "dispute": parse_dispute,
     "account": parse_account,
+    "v2.core.account": parse_account_v2,
     "radar.early_fraud_warning": parse_fraud_warning,
 }
 
