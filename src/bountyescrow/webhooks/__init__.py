@@ -24,7 +24,6 @@ from bountyescrow.webhooks._dispatcher import (  # noqa: E402
     WebhookDispatcher,
     replay_event,
 )
-from bountyescrow.webhooks._events import followed  # noqa: E402
 from bountyescrow.webhooks._mounts import (  # noqa: E402
     AsgiWebhookApp,
     WsgiWebhookApp,
@@ -32,6 +31,7 @@ from bountyescrow.webhooks._mounts import (  # noqa: E402
     wsgi_app,
 )
 from bountyescrow.webhooks._response import Failure, WebhookResponse  # noqa: E402
+from bountyescrow.webhooks._thin import followed  # noqa: E402
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

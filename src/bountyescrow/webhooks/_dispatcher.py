@@ -11,9 +11,14 @@ Only a request whose signature `handle` verified is applied from its own snapsho
 else (`handle_event`, `replay`) goes through the same checks, but a PaymentIntent it reports as
 succeeded is fetched from Stripe before it funds anything.
 
-Every event's ``api_version`` (the version its endpoint renders objects in) is compared with
-the gateway's pinned API version: a difference is logged at WARNING once per version, since the
-payload shapes of two versions can differ (`ApiVersionCheck`).
+Thin events (``object: "v2.core.event"``, what Stripe's event destinations send with the thin
+payload) are recognised by their shape and verified the same way; they carry no snapshot, so
+the account they name is fetched from Stripe by the service before anything is applied
+(`bountyescrow.webhooks._thin`).
+
+Every snapshot event's ``api_version`` (the version its endpoint renders objects in) is compared
+with the gateway's pinned API version: a difference is logged at WARNING once per version, since
+the payload shapes of two versions can differ (`ApiVersionCheck`). Thin events are unversioned.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import pydantic
 import stripe
 
+from bountyescrow.domain.gateway_objects import GatewayEvent
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.errors import ConfigurationError, EventNotReadyError, WebhookPayloadError
 from bountyescrow.service import EscrowService
@@ -39,6 +45,7 @@ from bountyescrow.webhooks._signature import (
     find_header,
     verify,
 )
+from bountyescrow.webhooks._thin import ThinEvent, is_thin, resolve_thin, snapshot_only
 
 log = logging.getLogger("bountyescrow.webhooks")
 
@@ -211,6 +218,10 @@ class WebhookDispatcher:
     def handle(self, body: bytes, headers: Headers) -> WebhookResponse:
         """Verify one webhook request and apply its event; return the answer to send.
 
+        The event may be a snapshot event (``object: "event"``, a webhook endpoint's) or a
+        thin event (``object: "v2.core.event"``, an event destination's); both are signed
+        alike, so one endpoint URL and secret list serves both.
+
         Args:
             body: the request body exactly as received (bytes).
             headers: the request headers: a mapping (looked up case-insensitively) or
@@ -309,6 +320,8 @@ class _Applier:
         self.service = service
         self.livemode = livemode
         self.versions = versions
+        self._warned_thin: set[str] = set()
+        self._lock = threading.Lock()
 
     def replay(self, event_id: str) -> WebhookResponse:
         record = self.service.webhook_event(event_id)
@@ -332,6 +345,8 @@ class _Applier:
         """Apply decoded event JSON; `signed` only when `handle` verified its signature."""
         if not isinstance(data, dict):
             return _refuse(Failure.MALFORMED_EVENT)
+        if is_thin(data):
+            return self.dispatch_thin(data, raw)
         try:
             event = StripeEvent.model_validate(data)
         except pydantic.ValidationError:
@@ -363,10 +378,75 @@ class _Applier:
                 extra={"event_id": event.id, "event_type": event.type},
             )
             return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
-        payload = _redacted(data, raw)
+        return self._apply(resolution.events, event.id, event.type, _redacted(data, raw), signed)
+
+    def dispatch_thin(self, data: Mapping[str, Any], raw: str) -> WebhookResponse:
+        """Apply a thin event (an event destination's notification), decoded.
+
+        Its signature, when it came through `handle`, was verified like any other; the
+        account it names is fetched by the service, so signed or not makes no difference.
+        """
+        try:
+            event = ThinEvent.model_validate(data)
+        except pydantic.ValidationError:
+            return _refuse(Failure.MALFORMED_EVENT)
+        extra = {"event_id": event.id, "event_type": event.type}
+        if event.livemode != self.livemode:
+            if event.account() is not None:
+                # As for snapshot events: Stripe sends both modes' Connect events to live.
+                log.info(
+                    "thin event %s (%s) ignored: other mode, connected account",
+                    event.id,
+                    event.type,
+                    extra=extra,
+                )
+                return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
+            return _refuse(Failure.WRONG_MODE, event.id)
+        try:
+            resolution = resolve_thin(event)
+        except MalformedEventError as exc:
+            log.warning("thin event %s refused: %s", event.id, exc)
+            return _refuse(Failure.MALFORMED_EVENT, event.id)
+        if not resolution.events:
+            self._snapshot_only(event.type)
+            log.info(
+                "thin event %s (%s) ignored: %s",
+                event.id,
+                event.type,
+                resolution.ignored,
+                extra=extra,
+            )
+            return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
+        return self._apply(resolution.events, event.id, event.type, raw, signed=False)
+
+    def _snapshot_only(self, event_type: str) -> None:
+        """Warn, once per type, about a thin event the library follows from snapshots only."""
+        if not snapshot_only(event_type):
+            return
+        with self._lock:
+            if event_type in self._warned_thin:
+                return
+            self._warned_thin.add(event_type)
+        log.warning(
+            "thin %s events are not applied: the library follows %s from snapshot events "
+            "only; send them to a webhook endpoint or a destination with the snapshot payload "
+            "(see docs/webhooks.md, Thin events). Logged once per type",
+            event_type,
+            event_type.removeprefix("v1."),
+            extra={"event_type": event_type},
+        )
+
+    def _apply(
+        self,
+        events: Sequence[GatewayEvent],
+        event_id: str,
+        event_type: str,
+        payload: str,
+        signed: bool,
+    ) -> WebhookResponse:
         statuses: list[WebhookStatus] = []
-        for gateway_event in resolution.events:
-            extra = {"event_id": gateway_event.id, "event_type": event.type}
+        for gateway_event in events:
+            extra = {"event_id": gateway_event.id, "event_type": event_type}
             try:
                 if signed:
                     status = self.service._apply_signed_event(gateway_event, payload=payload)
@@ -392,13 +472,13 @@ class _Applier:
             log.info(
                 "webhook event %s (%s): %s",
                 gateway_event.id,
-                event.type,
+                event_type,
                 statuses[-1].value,
                 extra=extra,
             )
         processed = WebhookStatus.PROCESSED in statuses
         status = WebhookStatus.PROCESSED if processed else WebhookStatus.IGNORED
-        return WebhookResponse.accepted(status.value, event.id)
+        return WebhookResponse.accepted(status.value, event_id)
 
 
 def replay_event(
