@@ -34,3 +34,11 @@ class TestFakeGatewayContract(GatewayContract):
     @pytest.fixture
     def control(self, fake: FakeGateway) -> GatewayControl:
         return FakeControl(fake)
+
+
+class TestFakeGatewayAccountsV2Contract(TestFakeGatewayContract):
+    """The same contract with the fake showing payees as Accounts v2 accounts."""
+
+    @pytest.fixture
+    def fake(self) -> FakeGateway:
+        return FakeGateway(webhook_secret="whsec_test", clock=ManualClock(), accounts="v2")

@@ -4,11 +4,12 @@ twice; accounts finish onboarding, are restricted, disconnect or pay out.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from bountyescrow.domain.gateway_objects import PayoutSnapshot
 from bountyescrow.domain.money import Money
 from bountyescrow.testing import _fake_stripe_json as sj
+from bountyescrow.testing._fake_gateway._accounts_v2 import account_v2_json
 from bountyescrow.testing._fake_gateway._effects import _Effects
 from bountyescrow.testing._fake_gateway._state import _UNEXPECTED_STATE, _control_error
 from bountyescrow.testing._fake_stripe_json import PaymentIntentRecord, PayoutRecord
@@ -149,8 +150,9 @@ class _PartyControls(_Effects):
     # --- controls: payees -------------------------------------------------------------------
 
     def complete_onboarding(self, account_ref: str) -> None:
-        """The payee finishes onboarding: ``capabilities.transfers`` becomes ``active``;
-        queues ``account.updated`` and ``capability.updated`` (Connect events).
+        """The payee finishes onboarding: ``capabilities.transfers`` becomes ``active`` (for
+        Accounts v2, the recipient configuration's ``stripe_transfers``); queues
+        ``account.updated`` and ``capability.updated`` (Connect events).
 
         Raises:
             FakeControlError: unknown account (``resource_missing``).
@@ -158,13 +160,24 @@ class _PartyControls(_Effects):
         self._set_transfers(account_ref, "active")
 
     def restrict(self, account_ref: str) -> None:
-        """Stripe needs more information: ``transfers`` goes back to ``inactive``; queues
+        """Stripe needs more information: ``transfers`` goes back to ``inactive`` (Accounts
+        v2: ``stripe_transfers`` to ``restricted``); queues
         ``account.updated`` and ``capability.updated``.
 
         Raises:
             FakeControlError: unknown account (``resource_missing``).
         """
         self._set_transfers(account_ref, "inactive")
+
+    def account_v2_json(self, account_ref: str) -> dict[str, Any]:
+        """The account as Stripe's v2 API shows it (``GET /v2/core/accounts/{id}`` with
+        ``include=configuration.recipient``), whichever `accounts` the fake was built with.
+
+        Raises:
+            FakeControlError: unknown account (``resource_missing``).
+        """
+        with self._lock:
+            return account_v2_json(self._control_account(account_ref), livemode=self._livemode)
 
     def deauthorize(self, account_ref: str) -> None:
         """The payee disconnects the platform; queues ``account.application.deauthorized``.

@@ -64,6 +64,12 @@ class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
             platform, as `StripeGateway` takes it: ``"full"`` (the default; payees outside the
             US, the UK, the EEA, Canada and Switzerland are refused) or ``"recipient"`` (any
             country; the accounts say ``recipient``). Accounts at home always say ``full``.
+        accounts: the API payees' accounts are shown and read with, as `StripeGateway` takes
+            it: ``"v1"`` (the default) or ``"v2"`` (Accounts v2 with the recipient
+            configuration: readiness is read from its ``stripe_balance.stripe_transfers``
+            capability, ``restricted`` until `complete_onboarding` makes it ``active``;
+            `account_v2_json` shows the account as Stripe's v2 API would). Ids, transfers and
+            events are the same either way.
         signing_clock: the time webhook signatures carry (default: the wall clock, which is
             what the Stripe SDK checks the 300 s tolerance against).
         max_call_duration: what `max_call_duration` says (default 5 s); the service's lease
@@ -297,7 +303,9 @@ class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
     def create_account(
         self, *, payee_id: str, email: str | None, country: str, idempotency_key: str
     ) -> AccountSnapshot:
-        """Create an Express account requesting ``transfers``; it is not ready until onboarded.
+        """Create an Express account requesting ``transfers`` (with ``accounts="v2"``, a
+        recipient account requesting ``stripe_balance.stripe_transfers``); it is not ready
+        until onboarded.
 
         Raises:
             RequestRefusedError: `payee_id` does not fit in Stripe metadata, or

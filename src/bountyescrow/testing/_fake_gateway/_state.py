@@ -28,6 +28,10 @@ from bountyescrow.domain.gateway_objects import (
 from bountyescrow.domain.money import Money
 from bountyescrow.errors import GatewayRejectedError
 from bountyescrow.ports.clock import Clock, SystemClock
+from bountyescrow.testing._fake_gateway._accounts_v2 import (
+    account_v2_json,
+    account_v2_snapshot,
+)
 from bountyescrow.testing._fake_gateway._failures import _MODES_BY_KIND, _StoredError
 from bountyescrow.testing._fake_gateway._hooks import CallHook
 from bountyescrow.testing._fake_stripe_json import (
@@ -108,6 +112,7 @@ class _FakeState:
         livemode: bool = False,
         platform_country: str = "US",
         cross_border_agreement: Literal["full", "recipient"] = "full",
+        accounts: Literal["v1", "v2"] = "v1",
         signing_clock: Clock | None = None,
         max_call_duration: timedelta = DEFAULT_MAX_CALL_DURATION,
     ) -> None:
@@ -124,6 +129,9 @@ class _FakeState:
                 f"cross_border_agreement must be 'full' or 'recipient', "
                 f"got {cross_border_agreement!r}"
             )
+        if accounts not in ("v1", "v2"):
+            raise ValueError(f"accounts must be 'v1' or 'v2', got {accounts!r}")
+        self.accounts: Literal["v1", "v2"] = accounts
         self.platform_country = platform_country.upper()
         self.cross_border_agreement = cross_border_agreement
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -211,8 +219,9 @@ class _FakeState:
             charge_refundable=not dispute.blocks_refunds,
         )
 
-    @staticmethod
-    def _account_snapshot(account: AccountRecord) -> AccountSnapshot:
+    def _account_snapshot(self, account: AccountRecord) -> AccountSnapshot:
+        if self.accounts == "v2":
+            return account_v2_snapshot(account_v2_json(account, livemode=self._livemode))
         return AccountSnapshot(
             ref=account.id,
             ready=account.ready,
