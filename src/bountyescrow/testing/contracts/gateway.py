@@ -15,6 +15,8 @@ The suite only uses the port and the two control verbs, with fresh idempotency k
 operation ids on every run, so it can run against a real Stripe account in test mode. It
 creates US accounts, so it assumes a platform in the regions Stripe's cross-border payouts
 connect (the US, the UK, the EEA, Canada, Switzerland) and the full service agreement.
+Nothing in it depends on the API accounts are made with: run it once per mode a gateway
+offers (ours run with ``accounts="v1"`` and ``accounts="v2"``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 from bountyescrow.domain.gateway_objects import (
     META_ESCROW,
     META_OPERATION,
+    META_PAYEE,
     AccountSnapshot,
     CancelPayment,
     CreatePayment,
@@ -263,6 +266,15 @@ class GatewayContract:
         assert gateway.get_account(account.ref).ready is False
         control.make_ready(account.ref)
         assert gateway.get_account(account.ref).ready is True
+
+    def test_new_account_carries_the_payee_id(self, gateway: PaymentGateway) -> None:
+        """Whichever API made the account (Accounts v1 or v2), its metadata names the payee,
+        when created and when read again."""
+        created = gateway.create_account(
+            payee_id="payee-meta", email=None, country="US", idempotency_key=_key()
+        )
+        assert created.metadata.get(META_PAYEE) == "payee-meta"
+        assert gateway.get_account(created.ref).metadata.get(META_PAYEE) == "payee-meta"
 
     def test_create_account_with_same_key_returns_the_same_account(
         self, gateway: PaymentGateway
