@@ -435,3 +435,47 @@ class TestFailureAndReplay:
         replayed = replay_event(service, event["id"])
         assert replayed.json() == {"status": "processed", "event": event["id"]}
         assert service.get_payee(HUNTER).ready
+
+
+class TestVerifiedByTheHost:
+    """``handle_event`` with the ``EventNotification`` that ``parse_event_notification``
+    returns: the same resolution and fetch as a thin event through ``handle``."""
+
+    def test_a_parsed_notification_is_applied(
+        self, service: EscrowService, fake: RecordingFake, dispatcher: WebhookDispatcher
+    ) -> None:
+        account = onboarded_payee(service, fake)
+        body, headers = signed(fake, thin(RECIPIENT_CAPABILITY, account))
+        client = stripe.StripeClient("sk_test_123")
+        notification = client.parse_event_notification(body, headers["Stripe-Signature"], SECRET)
+        response = dispatcher.handle_event(notification)
+        assert response.json() == {"status": "processed", "event": notification.id}
+        assert service.get_payee(HUNTER).ready
+        assert fake.fetched == [account]
+        assert dispatcher.handle_event(notification).status == 200
+        assert fake.fetched == [account]
+
+    def test_a_parsed_v1_notification_names_its_account_by_context(
+        self, service: EscrowService, fake: RecordingFake, dispatcher: WebhookDispatcher
+    ) -> None:
+        account = onboarded_payee(service, fake)
+        body, headers = signed(fake, thin("v1.capability.updated", account))
+        client = stripe.StripeClient("sk_test_123")
+        notification = client.parse_event_notification(body, headers["Stripe-Signature"], SECRET)
+        assert dispatcher.handle_event(notification).json()["status"] == "processed"
+        assert service.get_payee(HUNTER).ready
+
+    def test_a_parsed_notification_of_an_unfollowed_type_is_ignored(
+        self,
+        service: EscrowService,
+        fake: RecordingFake,
+        dispatcher: WebhookDispatcher,
+        store: InMemoryStore,
+    ) -> None:
+        event = thin("v2.core.account_link.returned", None)
+        body, headers = signed(fake, event)
+        client = stripe.StripeClient("sk_test_123")
+        notification = client.parse_event_notification(body, headers["Stripe-Signature"], SECRET)
+        with nothing_written(store, service):
+            response = dispatcher.handle_event(notification)
+        assert response.json() == {"status": "ignored", "event": event["id"]}

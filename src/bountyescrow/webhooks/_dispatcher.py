@@ -31,6 +31,7 @@ from typing import Any
 
 import pydantic
 import stripe
+from stripe.v2.core import EventNotification
 
 from bountyescrow.domain.gateway_objects import GatewayEvent
 from bountyescrow.domain.records import WebhookStatus
@@ -257,7 +258,7 @@ class WebhookDispatcher:
             return _refuse(Failure.INVALID_JSON)
         return self._applier.dispatch(data, text, signed=True)
 
-    def handle_event(self, event: stripe.Event) -> WebhookResponse:
+    def handle_event(self, event: stripe.Event | EventNotification) -> WebhookResponse:
         """Apply an event the host verified itself with ``stripe.Webhook.construct_event``.
 
         Only the ``stripe.Event`` that the SDK's verification returns is taken. A decoded
@@ -268,16 +269,23 @@ class WebhookDispatcher:
         The event is not trusted as far as a signed request is: a PaymentIntent it reports as
         succeeded is fetched from Stripe, and what Stripe says is applied.
 
+        A thin event verified with ``StripeClient.parse_event_notification`` is taken too (the
+        ``EventNotification`` it returns): only its ids are read, and the account it names is
+        fetched, as for a thin event that came through `handle`.
+
         Args:
             event: the ``stripe.Event`` from ``stripe.Webhook.construct_event(body, header,
-                secret)``.
+                secret)``, or the ``EventNotification`` from
+                ``client.parse_event_notification(body, header, secret)``.
 
         Returns:
             As `handle`, without the signature checks.
 
         Raises:
-            TypeError: `event` is not a ``stripe.Event`` (a dict or any other mapping).
+            TypeError: `event` is neither (a dict or any other mapping).
         """
+        if isinstance(event, EventNotification):
+            return self._applier.dispatch_notification(event)
         if not isinstance(event, stripe.Event):
             raise TypeError(
                 f"handle_event takes the stripe.Event returned by stripe.Webhook.construct_event, "
@@ -418,6 +426,21 @@ class _Applier:
             )
             return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
         return self._apply(resolution.events, event.id, event.type, raw, signed=False)
+
+    def dispatch_notification(self, notification: EventNotification) -> WebhookResponse:
+        """Apply a thin event the SDK parsed: its fields back to the JSON Stripe sent."""
+        related = getattr(notification, "related_object", None)
+        data: dict[str, Any] = {
+            "id": notification.id,
+            "object": notification.object,
+            "type": notification.type,
+            "created": notification.created,
+            "livemode": notification.livemode,
+            "context": str(notification.context) if notification.context else None,
+        }
+        if related is not None:
+            data["related_object"] = {"id": related.id, "type": related.type, "url": related.url}
+        return self.dispatch_thin(data, json.dumps(data, separators=(",", ":")))
 
     def _snapshot_only(self, event_type: str) -> None:
         """Warn, once per type, about a thin event the library follows from snapshots only."""
