@@ -166,10 +166,9 @@ class StripeGateway:
             accounts with the ``recipient`` configuration requesting only
             ``stripe_balance.stripe_transfers``, and reads readiness from that capability.
             Transfers, reversals and events are the same either way: v1 transfers take a v2
-            account's id as their destination. Existing accounts keep working whichever is
-            chosen for new ones, as long as `get_account` reads them with the API that made
-            them: do not switch a platform with v1 payees to ``"v2"`` without checking that
-            ``GET /v2/core/accounts/{id}`` answers for them (Stripe serves v1 accounts there).
+            account's id as their destination. Every account is read with the API chosen
+            here: a v1 account read through v2 may lack the recipient configuration and look
+            not ready, so switch a platform with v1 payees only after checking them.
 
     Raises:
         ConfigurationError: neither or both of `client` and `api_key`, a publishable key, a
