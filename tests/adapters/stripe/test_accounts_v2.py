@@ -15,6 +15,7 @@ import httpx
 import pytest
 import respx
 
+from bountyescrow import Actor, EscrowService, GatewayEvent, OperationStatus
 from bountyescrow.adapters.stripe import StripeGateway
 from bountyescrow.adapters.stripe._parse import parse_account_v2, parse_object
 from bountyescrow.domain.gateway_objects import (
@@ -26,8 +27,11 @@ from bountyescrow.domain.gateway_objects import (
 )
 from bountyescrow.domain.money import Money
 from bountyescrow.errors import ConfigurationError, GatewayRejectedError, ValidationError
+from bountyescrow.testing import InMemoryStore
+from tests.keys import new_key
 
 from . import builders
+from .stand_in import StripeStandIn
 from .support import TEST_KEY, answer, form, query
 
 KEY = "bountyescrow:test:payee:u2"
@@ -272,6 +276,53 @@ class TestTransferToAV2Account:
         assert request.url.path == "/v1/transfers"
         assert form(request)["destination"] == "acct_1Qv2"
         assert snapshot.destination == "acct_1Qv2"
+
+
+class TestReleaseToAV2Payee:
+    def test_waits_for_onboarding_then_goes_out_as_a_v1_transfer(
+        self, stand_in: StripeStandIn, gateway: StripeGateway
+    ) -> None:
+        """The whole path on the SDK's traffic: the payee is a v2 account, the Connect event
+        saying it is ready is re-fetched through v2, and the release is a v1 transfer."""
+        poster = Actor("poster-1")
+        service = EscrowService(InMemoryStore(), gateway, fee_bps=1_000, namespace="test")
+        escrow = service.open_escrow(
+            bounty_id="b1",
+            poster_id=poster.id,
+            amount=Money(25_000, "usd"),
+            actor=poster,
+            idempotency_key=new_key(),
+        )
+        assert escrow.payment_ref is not None
+        stand_in.succeed(escrow.payment_ref)
+        service.apply_event(
+            GatewayEvent(
+                id="evt_paid",
+                type="payment_intent.succeeded",
+                object=gateway.get_payment(escrow.payment_ref),
+                livemode=False,
+            )
+        )
+        payee = service.register_payee("hunter-1", email="h@example.com", country="US")
+        release = service.release(
+            escrow.id, payee_id="hunter-1", actor=poster, idempotency_key=new_key()
+        )
+        assert release.status is OperationStatus.AWAITING_PAYEE
+
+        stand_in.activate(payee.account_ref)
+        # A v1-shaped account.updated still saying "not ready": the service re-fetches it.
+        stale = AccountSnapshot(ref=payee.account_ref, ready=False)
+        service.apply_event(
+            GatewayEvent(id="evt_ready", type="account.updated", object=stale, livemode=False)
+        )
+
+        assert service.get_operation(release.id).status is OperationStatus.SUCCEEDED
+        paths = [(r.method, r.url.path) for r in stand_in.requests]
+        assert ("POST", "/v2/core/accounts") in paths
+        assert ("GET", f"/v2/core/accounts/{payee.account_ref}") in paths
+        assert ("POST", "/v1/accounts") not in paths
+        (transfer,) = stand_in.transfers.values()
+        assert (transfer["destination"], transfer["amount"]) == (payee.account_ref, 22_500)
 
 
 class TestParse:
