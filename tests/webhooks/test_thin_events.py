@@ -16,7 +16,7 @@ import stripe
 
 from bountyescrow import EscrowService, OperationStatus
 from bountyescrow.domain.records import WebhookStatus
-from bountyescrow.testing import FakeGateway, InMemoryStore
+from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
 from bountyescrow.webhooks import WebhookDispatcher, followed, replay_event
 from bountyescrow.webhooks._thin import ACCOUNT_TYPES, DEAUTHORIZED
 from tests.keys import new_key
@@ -479,3 +479,31 @@ class TestVerifiedByTheHost:
         with nothing_written(store, service):
             response = dispatcher.handle_event(notification)
         assert response.json() == {"status": "ignored", "event": event["id"]}
+
+
+class TestAccountsV2:
+    def test_a_v2_payee_becomes_ready_by_its_recipient_capability_event(
+        self, clock: ManualClock
+    ) -> None:
+        """Payees made with Accounts v2: readiness is read from the recipient configuration
+        of the account the gateway fetches, and the waiting release goes out."""
+        fake = RecordingFake(webhook_secret=SECRET, clock=clock, accounts="v2")
+        service = EscrowService(InMemoryStore(), fake, fee_bps=1000, namespace="test", clock=clock)
+        dispatcher = WebhookDispatcher(service, secrets=[SECRET])
+        esc = funded(service, fake, dispatcher)
+        payee = service.register_payee(HUNTER, email="h@example.com", country="US")
+        op = service.release(
+            esc.id, payee_id=HUNTER, amount=usd(10_000), actor=POSTER, idempotency_key=new_key()
+        )
+        assert op.status is OperationStatus.AWAITING_PAYEE
+        fake.complete_onboarding(payee.account_ref)
+        fake.drop_events()
+        account = fake.account_v2_json(payee.account_ref)
+        capability = account["configuration"]["recipient"]["capabilities"]["stripe_balance"]
+        assert capability["stripe_transfers"]["status"] == "active"
+        response = post(dispatcher, fake, thin(RECIPIENT_CAPABILITY, payee.account_ref))
+        assert response.json()["status"] == "processed"
+        assert service.get_payee(HUNTER).ready
+        assert service.get_operation(op.id).status is OperationStatus.SUCCEEDED
+        assert fake.fetched == [payee.account_ref]
+        assert service.check_invariants() == []
