@@ -104,6 +104,18 @@ class OperationRepository(Protocol):
         """
         ...
 
+    def oldest_pending(self, *, limit: int = 1) -> list[Operation]:
+        """Operations pending on the library or the gateway, oldest (`created_at`) first.
+
+        Pending: status pending, except fundings whose payment exists (those wait for the
+        payer, maybe for good). Releases awaiting a payee are not pending. Ties by id.
+        """
+        ...
+
+    def count_pending(self) -> int:
+        """How many operations `oldest_pending` would list without a limit."""
+        ...
+
 
 class DisputeRepository(Protocol):
     """Disputes by gateway id."""

@@ -168,6 +168,20 @@ class _Operations:
             self._s.operations[op.id] = op
         return claimed
 
+    def _pending(self) -> list[Operation]:
+        return [
+            op
+            for op in self._s.operations.values()
+            if op.status is OperationStatus.PENDING
+            and not (op.kind is OperationKind.FUNDING and op.gateway_ref is not None)
+        ]
+
+    def oldest_pending(self, *, limit: int = 1) -> list[Operation]:
+        return sorted(self._pending(), key=lambda op: (op.created_at, op.id))[:limit]
+
+    def count_pending(self) -> int:
+        return len(self._pending())
+
 
 class _Disputes:
     def __init__(self, state: _State) -> None:

@@ -252,6 +252,25 @@ class _Operations(_Repository):
             self._uow.remember(t, op.id, op)
         return claimed
 
+    def _pending(self) -> sa.ColumnElement[bool]:
+        t = self._t.operations
+        awaiting_payer = sa.and_(
+            t.c.kind == OperationKind.FUNDING.value, t.c.gateway_ref.is_not(None)
+        )
+        return sa.and_(t.c.status == OperationStatus.PENDING.value, sa.not_(awaiting_payer))
+
+    def oldest_pending(self, *, limit: int = 1) -> list[Operation]:
+        t = self._t.operations
+        stmt = sa.select(t).where(self._pending()).order_by(t.c.created_at, t.c.id).limit(limit)
+        return [self._read(row) for row in self._uow.all(stmt)]
+
+    def count_pending(self) -> int:
+        t = self._t.operations
+        rows = self._uow.all(
+            sa.select(sa.func.count().label("n")).select_from(t).where(self._pending())
+        )
+        return int(rows[0]["n"])
+
 
 class _Disputes(_Repository):
     def get(self, dispute_id: str) -> Dispute | None:

@@ -307,3 +307,53 @@ class OperationContract(StoreContractBase):
         with store.unit_of_work() as uow:
             assert len(uow.operations.claim_due(now=T0, lease_until=T0 + MINUTE, limit=10)) == 1
         assert [op.id for op in self._claim(store, T0)] == ["op_1"]
+
+    # --- oldest_pending / count_pending: what recovery measures and alerts on ------------------
+
+    def test_oldest_pending_lists_pending_operations_oldest_first(self, store: EscrowStore) -> None:
+        """Leased or not, due or not: pending is pending. Ties go by id."""
+        self.seed(store)
+        self._add(
+            store,
+            due_operation("op_3", T0 + 2 * MINUTE, next_attempt_at=T0 + 9 * MINUTE),
+            due_operation("op_2", T0 + MINUTE, claimed_until=T0 + 5 * MINUTE),
+            due_operation("op_1b", T0),
+            due_operation("op_1a", T0),
+        )
+        with self.read(store) as uow:
+            assert [op.id for op in uow.operations.oldest_pending()] == ["op_1a"]
+            listed = [op.id for op in uow.operations.oldest_pending(limit=10)]
+            assert listed == ["op_1a", "op_1b", "op_2", "op_3"]
+            assert uow.operations.count_pending() == 4
+            assert uow.operations.oldest_pending(limit=10)[2] == due_operation(
+                "op_2", T0 + MINUTE, claimed_until=T0 + 5 * MINUTE
+            )
+
+    def test_oldest_pending_leaves_out_what_waits_on_someone_else(self, store: EscrowStore) -> None:
+        """Settled operations, releases awaiting a payee and fundings whose payment exists
+        (they wait for the payer) are not pending on us; a funding not yet created is."""
+        self.seed(store)
+        funding = OperationKind.FUNDING
+        self._add(
+            store,
+            *(
+                due_operation(f"op_{status.value}", T0, status=status)
+                for status in OperationStatus
+                if status is not OperationStatus.PENDING
+            ),
+            due_operation("op_paying", T0, kind=funding, gateway_ref="pi_1", request=None),
+            due_operation("op_funding", T0 + MINUTE, kind=funding, request=None),
+            due_operation(
+                "op_refund", T0 + 2 * MINUTE, kind=OperationKind.REFUND, gateway_ref="re_1"
+            ),
+        )
+        with self.read(store) as uow:
+            listed = [op.id for op in uow.operations.oldest_pending(limit=10)]
+            assert listed == ["op_funding", "op_refund"]
+            assert uow.operations.count_pending() == 2
+
+    def test_nothing_pending(self, store: EscrowStore) -> None:
+        self.seed(store)
+        with self.read(store) as uow:
+            assert uow.operations.oldest_pending(limit=5) == []
+            assert uow.operations.count_pending() == 0
