@@ -32,6 +32,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "bountyescrow.policy",
         "bountyescrow.service",
         "bountyescrow._alerts",
+        "bountyescrow._metrics",
     ),
 }
 

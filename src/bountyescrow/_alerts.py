@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bountyescrow import _metrics
+
 #: The logger every alert goes to.
 ALERTS = logging.getLogger("bountyescrow.alerts")
 
@@ -23,3 +25,4 @@ def alert(kind: str, message: str, *args: Any, **fields: Any) -> None:
     `message` and `args` are formatted as for `logging.Logger.error`.
     """
     ALERTS.error("ALERT %s: " + message, kind, *args, extra={"alert": kind, **fields})
+    _metrics.alert_raised(kind)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
 from bountyescrow.errors import BountyEscrowError
@@ -150,9 +150,11 @@ def _maintain(command: str, url: str, namespace: str, factory: ServiceFactory) -
         with factory(url, namespace) as service:
             if command == "recover":
                 report = service.recover()
+                oldest = report.oldest_pending_age
                 print(
                     f"claimed {report.claimed}, completed {report.completed}, "
-                    f"still pending {report.still_pending}, errors {report.errors}"
+                    f"still pending {report.still_pending}, errors {report.errors}, "
+                    f"oldest pending {'none' if oldest is None else _age(oldest)}"
                 )
                 return 0 if report.errors == 0 else 1
             problems = service.check_invariants()
@@ -163,6 +165,16 @@ def _maintain(command: str, url: str, namespace: str, factory: ServiceFactory) -
         print(problem)
     print("invariants hold" if not problems else f"{len(problems)} violation(s)")
     return 0 if not problems else 1
+
+
+def _age(age: timedelta) -> str:
+    """An age for the recover output: ``2h05m``, ``4m10s``, ``12s``."""
+    seconds = int(age.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def main(

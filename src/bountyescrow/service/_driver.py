@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from bountyescrow import _metrics
 from bountyescrow._alerts import alert
 from bountyescrow.domain import transitions as tr
 from bountyescrow.domain.escrow import Escrow
@@ -63,6 +64,8 @@ class Recorded:
     #: Its escrow as step 3 committed it; None when step 3 did not run or failed, or when work
     #: after it (a surplus refunded, a release sent) may have changed the escrow since.
     escrow: Escrow | None = None
+    #: The gateway's error, when the call raised one (`recover()` counts the ones that matter).
+    error: GatewayError | None = None
 
 
 class OperationDriver:
@@ -75,6 +78,7 @@ class OperationDriver:
 
     # --- the call -------------------------------------------------------------------------
 
+    @_metrics.timed_gateway_call
     def _call(self, op: Operation) -> GatewayObject:
         key = self.ctx.gateway_key(op)
         request = op.request
@@ -294,6 +298,8 @@ class OperationDriver:
             return ended, applied, applied.escrow or escrow
 
         ended, applied, escrow = self.ctx.tx(work)
+        if op.status.open and (result is not None or cancelled):
+            _metrics.operation_recorded(op.kind.value, ended.status.value)
         self.after_commit(applied)
         # Work after the commit (a refund of a surplus, a release sent) may change the escrow.
         followed = bool(applied.drive or applied.ready_releases)
@@ -394,6 +400,7 @@ class OperationDriver:
             return self.finish(uow, latest, key, **changes), applied
 
         ended, applied = self.ctx.tx(work)
+        _metrics.operation_recorded(op.kind.value, ended.status.value)
         self.after_commit(applied)
         log.info(
             "operation %s: gateway said %s",
@@ -401,7 +408,7 @@ class OperationDriver:
             type(exc).__name__,
             extra={"operation_id": op.id, "status": ended.status.value},
         )
-        return Recorded(ended)
+        return Recorded(ended, error=exc)
 
     def _apply_error(
         self,

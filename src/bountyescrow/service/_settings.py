@@ -40,6 +40,16 @@ class EscrowSettings(BaseModel):
     event_not_ready_window: timedelta = timedelta(minutes=10)
     #: Units of work retried on a transient storage error (deadlock, serialization).
     storage_retries: int = Field(default=5, ge=0)
+    #: After this long pending on the library or the gateway, `recover()` raises the
+    #: ``operation_pending_too_long`` alert for an operation, then again at each multiple.
+    pending_alert_after: timedelta = timedelta(hours=1)
+
+    @field_validator("pending_alert_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"pending_alert_after must be positive, got {value}")
+        return value
 
     @field_validator("gateway_key_window")
     @classmethod

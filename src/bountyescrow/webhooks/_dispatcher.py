@@ -33,6 +33,7 @@ import pydantic
 import stripe
 from stripe.v2.core import EventNotification
 
+from bountyescrow import _metrics
 from bountyescrow.domain.gateway_objects import GatewayEvent
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.errors import ConfigurationError, EventNotReadyError, WebhookPayloadError
@@ -313,6 +314,7 @@ class WebhookDispatcher:
 
 def _refuse(failure: Failure, event_id: str | None = None) -> WebhookResponse:
     # The failure class only: never the header, the body, a secret or the expected signature.
+    _metrics.webhook_event("refused")
     log.warning(
         "webhook refused: %s",
         failure.value,
@@ -476,9 +478,11 @@ class _Applier:
                 else:
                     status = self.service.apply_event(gateway_event, payload=payload)
                 statuses.append(status)
+                _metrics.webhook_event(status.value)
             except EventNotReadyError:
                 # Our metadata names an escrow or operation whose commit has not landed yet:
                 # Stripe's redelivery (or `replay`) applies it once it has.
+                _metrics.webhook_event("not_ready")
                 log.warning(
                     "webhook event %s names an escrow not committed yet; asking for redelivery",
                     gateway_event.id,
@@ -490,6 +494,7 @@ class _Applier:
                 return _refuse(Failure.WRONG_MODE, gateway_event.id)
             except Exception:
                 # Stripe shows response bodies in its Dashboard: the details go to our log only.
+                _metrics.webhook_event("failed")
                 log.exception("webhook event %s failed", gateway_event.id, extra=extra)
                 return WebhookResponse.refused(500, Failure.INTERNAL_ERROR)
             log.info(
