@@ -193,9 +193,24 @@ class TestWebhooks:
         dispatcher = WebhookDispatcher(service, ["whsec_test"])
         assert all(r.ok for r in fake.deliver(dispatcher))
         assert dispatcher.handle(b"{}", {"Stripe-Signature": "t=1,v1=00"}).status == 400
+        body, headers = fake.webhook_request(
+            {
+                "id": "evt_other",
+                "object": "event",
+                "type": "customer.created",
+                "livemode": False,
+                "created": 1_700_000_000,
+                "data": {"object": {"id": "cus_1", "object": "customer", "metadata": {}}},
+            }
+        )
+        assert dispatcher.handle(body, headers).json() == {
+            "status": "ignored",
+            "event": "evt_other",
+        }
         counted = values(reader, "bountyescrow.webhook.events")
         assert counted[(("outcome", "processed"),)] >= 1
         assert counted[(("outcome", "refused"),)] == 1
+        assert counted[(("outcome", "ignored"),)] == 1
 
 
 class TestWithoutAnSdk:

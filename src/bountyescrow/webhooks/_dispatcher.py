@@ -372,6 +372,7 @@ class _Applier:
                     event.type,
                     extra={"event_id": event.id, "event_type": event.type},
                 )
+                _metrics.webhook_event("ignored")
                 return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
             return _refuse(Failure.WRONG_MODE, event.id)
         try:
@@ -387,6 +388,7 @@ class _Applier:
                 resolution.ignored,
                 extra={"event_id": event.id, "event_type": event.type},
             )
+            _metrics.webhook_event("ignored")
             return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
         return self._apply(resolution.events, event.id, event.type, _redacted(data, raw), signed)
 
@@ -410,6 +412,7 @@ class _Applier:
                     event.type,
                     extra=extra,
                 )
+                _metrics.webhook_event("ignored")
                 return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
             return _refuse(Failure.WRONG_MODE, event.id)
         try:
@@ -426,6 +429,7 @@ class _Applier:
                 resolution.ignored,
                 extra=extra,
             )
+            _metrics.webhook_event("ignored")
             return WebhookResponse.accepted(WebhookStatus.IGNORED.value, event.id)
         return self._apply(resolution.events, event.id, event.type, raw, signed=False)
 
