@@ -46,6 +46,7 @@ from bountyescrow.errors import (
 from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
 from bountyescrow.service._context import ServiceContext, log
+from bountyescrow.service._gateway_alerts import credentials_refused
 
 #: `gateway_status` of a pending operation whose last answer was a replayed server error.
 REPLAYED = "replayed_error"
@@ -177,6 +178,9 @@ class OperationDriver:
             result = found if found is not None else self._call(op)
         except GatewayError as exc:
             error = exc
+            credentials_refused(
+                exc, f"{op.kind.value} {op.id}", escrow_id=op.escrow_id, operation_id=op.id
+            )
             return self._recorded(op, lambda: self._record_error(op, error, key))
         except Exception as exc:
             # A gateway adapter's own bug: the request may or may not have reached the

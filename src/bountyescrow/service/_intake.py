@@ -35,6 +35,7 @@ from bountyescrow.domain.records import (
 )
 from bountyescrow.errors import (
     EventNotReadyError,
+    GatewayAuthenticationError,
     GatewayRejectedError,
     WebhookPayloadError,
 )
@@ -42,6 +43,7 @@ from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import EventApplier
 from bountyescrow.service._context import ServiceContext, log
 from bountyescrow.service._driver import OperationDriver
+from bountyescrow.service._gateway_alerts import credentials_refused
 
 _REFUND_KINDS = (OperationKind.REFUND, OperationKind.EXTERNAL_REFUND)
 #: The objects that carry the metadata the library writes.
@@ -232,6 +234,8 @@ class EventIntake:
             )
             return applied
 
+        # Set once a more specific alert was raised for this failure: one alert per cause.
+        alerted = False
         try:
             try:
                 obj = self._refetch(event.object, signed=signed)
@@ -249,6 +253,16 @@ class EventIntake:
                     event_type=event.type,
                     gateway_code=exc.code,
                 )
+                alerted = True
+                raise
+            except GatewayAuthenticationError as exc:
+                credentials_refused(
+                    exc,
+                    f"fetching {type(event.object).__name__} of event {event.id}",
+                    event_id=event.id,
+                    event_type=event.type,
+                )
+                alerted = True
                 raise
             namespace = self._other_namespace(obj)
             if namespace is not None:
@@ -267,6 +281,19 @@ class EventIntake:
             self._record_event(event, WebhookStatus.FAILED, str(exc), payload)
             raise
         except Exception as exc:
+            if not alerted:
+                alert(
+                    "webhook_event_failed",
+                    "gateway event %s (%s) failed: %s: %s. It is kept as failed; the gateway "
+                    "delivers it again, or replay it once the cause is fixed",
+                    event.id,
+                    event.type,
+                    type(exc).__name__,
+                    exc,
+                    event_id=event.id,
+                    event_type=event.type,
+                    error=type(exc).__name__,
+                )
             self._record_event(event, WebhookStatus.FAILED, f"{type(exc).__name__}: {exc}", payload)
             raise
         if isinstance(result, WebhookStatus):

@@ -15,6 +15,7 @@ from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service import _idempotency as idem
 from bountyescrow.service import _validation as valid
 from bountyescrow.service._context import ServiceContext
+from bountyescrow.service._gateway_alerts import watching_credentials
 
 
 class Payees:
@@ -77,15 +78,16 @@ class Payees:
         existing = self.ctx.read(lambda uow: uow.payees.get(payee_id))
         if existing is not None:
             return existing
-        problem = _country_problem(self.ctx.gateway, country.upper())
-        if problem is not None:
-            raise ValidationError(f"cannot register payee {payee_id!r}: {problem}")
-        account = self.ctx.gateway.create_account(
-            payee_id=payee_id,
-            email=email,
-            country=country.upper(),
-            idempotency_key=f"bountyescrow:{self.ctx.namespace}:payee:{payee_id}",
-        )
+        with watching_credentials("register_payee", payee_id=payee_id):
+            problem = _country_problem(self.ctx.gateway, country.upper())
+            if problem is not None:
+                raise ValidationError(f"cannot register payee {payee_id!r}: {problem}")
+            account = self.ctx.gateway.create_account(
+                payee_id=payee_id,
+                email=email,
+                country=country.upper(),
+                idempotency_key=f"bountyescrow:{self.ctx.namespace}:payee:{payee_id}",
+            )
         payee = Payee(
             id=payee_id,
             account_ref=account.ref,
@@ -156,11 +158,12 @@ class Payees:
             )
             raise denied.error
         payee = self.get_payee(payee_id)
-        return self.ctx.gateway.create_onboarding_link(
-            payee.account_ref,
-            return_url=valid.text(return_url, "return_url"),
-            refresh_url=valid.text(refresh_url, "refresh_url"),
-        )
+        with watching_credentials("onboarding_link", payee_id=payee_id):
+            return self.ctx.gateway.create_onboarding_link(
+                payee.account_ref,
+                return_url=valid.text(return_url, "return_url"),
+                refresh_url=valid.text(refresh_url, "refresh_url"),
+            )
 
     def get_payee(self, payee_id: str) -> Payee:
         """The registered payee. Raises `PayeeNotFoundError`."""
