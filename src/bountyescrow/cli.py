@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bountyescrow.errors import BountyEscrowError
@@ -72,6 +72,31 @@ def _parser() -> argparse.ArgumentParser:
     failed.add_argument("--url", required=True, help="SQLAlchemy database URL")
     failed.add_argument("--schema", default="bountyescrow", help="PostgreSQL schema / prefix")
     failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    # --- webhooks backfill -----------------------------------------------------------------
+    backfill = webhooks_sub.add_parser(
+        "backfill",
+        help="apply the events Stripe lists for a window, after missed webhooks",
+        description="Read Stripe's events list (it keeps 30 days) for a window and apply "
+        "each event as a delivered webhook, with the Stripe API key in STRIPE_API_KEY. "
+        "Events already in the event log change nothing. Exits 0 when no event failed, 1 "
+        "when some did (replay them), 2 when the events could not be read.",
+    )
+    backfill.add_argument("--url", required=True, help="SQLAlchemy database URL")
+    backfill.add_argument(
+        "--since",
+        required=True,
+        help="start of the window: an age (30m, 12h, 2d, 1w) or an ISO 8601 time "
+        "(2026-12-01T08:00:00+00:00; UTC when no offset is given)",
+    )
+    backfill.add_argument(
+        "--until", help="end of the window, as --since (default: now)", default=None
+    )
+    backfill.add_argument(
+        "--namespace",
+        default=os.environ.get("BOUNTYESCROW_NAMESPACE", "default"),
+        help="the namespace your app gives EscrowService (default: $BOUNTYESCROW_NAMESPACE "
+        "or 'default')",
+    )
     for name, text in (
         ("recover", "re-drive operations left pending (run it every minute from cron)"),
         ("check", "check the money invariants over every escrow; exit 1 on a violation"),
@@ -124,6 +149,56 @@ def _replay(event_id: str, url: str, namespace: str, factory: ServiceFactory) ->
         return 2
     print(f"{event_id}: {response.status} {response.body.decode()}")
     return 0 if response.ok else 1
+
+
+# --- webhooks backfill ---------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _when(text: str, now: datetime) -> datetime:
+    """A point in time from ``--since``/``--until``: an age before `now`, or ISO 8601.
+
+    Raises:
+        ValueError: neither form.
+    """
+    value = text.strip()
+    if len(value) > 1 and value[-1] in _UNITS and value[:-1].isdigit():
+        return now - timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an age (30m, 12h, 2d, 1w) nor an ISO 8601 time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _backfill(
+    since: str, until: str | None, url: str, namespace: str, factory: ServiceFactory
+) -> int:
+    now = datetime.now(UTC)
+    try:
+        start = _when(since, now)
+        end = None if until is None else _when(until, now)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        from bountyescrow.webhooks import backfill_events
+
+        with factory(url, namespace) as service:
+            report = backfill_events(service, since=start, until=end)
+    except (ImportError, ValueError, BountyEscrowError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(
+        f"read {report.read}: processed {report.processed}, ignored {report.ignored}, "
+        f"failed {report.failed}, already seen {report.seen}"
+    )
+    for event_id in report.failed_event_ids:
+        print(f"failed: {event_id} (bountyescrow webhooks replay {event_id})")
+    return 0 if report.ok else 1
 
 
 def _list_failed(url: str, schema: str, limit: int) -> int:
@@ -193,6 +268,10 @@ def main(
         return 0
     if args.command == "webhooks" and args.webhooks_command == "failed":
         return _list_failed(args.url, args.schema, args.limit)
+    if args.command == "webhooks" and args.webhooks_command == "backfill":
+        return _backfill(
+            args.since, args.until, args.url, args.namespace, service_factory or stripe_service
+        )
     if args.command == "webhooks":
         return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)
     if args.command in ("recover", "check"):

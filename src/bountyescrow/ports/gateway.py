@@ -11,9 +11,9 @@ gateway shares (`check_amount`, `check_metadata`, `cross_border_problem`, with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Final, Protocol
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
 
 from bountyescrow.domain import amount_rules, metadata_rules
 from bountyescrow.domain.gateway_objects import (
@@ -241,4 +241,23 @@ class PaymentGateway(Protocol):
 
     def create_onboarding_link(self, account_ref: str, *, return_url: str, refresh_url: str) -> str:
         """Return a one-time URL where the payee completes onboarding."""
+        ...
+
+    # --- the events list (backfill after missed webhooks) -------------------------------------
+
+    def iter_events(
+        self, *, since: datetime, until: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the provider's events created in ``[since, until]``, oldest first.
+
+        Each is the event's payload as a webhook would carry it (Stripe's ``event`` JSON,
+        a fresh dict), read from the provider's events list with the secret key, so it is
+        as trustworthy as a verified webhook. Stripe keeps events for 30 days: an older
+        `since` yields what is left. `until` None means up to now. Pages are read as they
+        are consumed, so memory stays flat in the number of events.
+
+        Raises:
+            ValueError: `since` or `until` is a naive datetime, or `until` is before `since`.
+            GatewayError: the list could not be read (see the class docstring).
+        """
         ...

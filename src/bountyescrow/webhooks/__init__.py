@@ -18,10 +18,12 @@ except ImportError as exc:
         f"bountyescrow.webhooks needs the Stripe SDK to verify webhook signatures: {_INSTALL_HINT}"
     ) from exc
 
+from bountyescrow.webhooks._backfill import BackfillReport  # noqa: E402
 from bountyescrow.webhooks._dispatcher import (  # noqa: E402
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TOLERANCE,
     WebhookDispatcher,
+    backfill_events,
     replay_event,
 )
 from bountyescrow.webhooks._mounts import (  # noqa: E402
@@ -37,11 +39,13 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_TOLERANCE",
     "AsgiWebhookApp",
+    "BackfillReport",
     "Failure",
     "WebhookDispatcher",
     "WebhookResponse",
     "WsgiWebhookApp",
     "asgi_app",
+    "backfill_events",
     "followed",
     "replay_event",
     "wsgi_app",

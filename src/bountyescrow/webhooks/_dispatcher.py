@@ -27,6 +27,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pydantic
@@ -38,6 +39,7 @@ from bountyescrow.domain.gateway_objects import GatewayEvent
 from bountyescrow.domain.records import WebhookStatus
 from bountyescrow.errors import ConfigurationError, EventNotReadyError, WebhookPayloadError
 from bountyescrow.service import EscrowService
+from bountyescrow.webhooks._backfill import BackfillReport, run_backfill
 from bountyescrow.webhooks._events import MalformedEventError, StripeEvent, resolve
 from bountyescrow.webhooks._response import Failure, WebhookResponse
 from bountyescrow.webhooks._signature import (
@@ -311,6 +313,13 @@ class WebhookDispatcher:
         """
         return self._applier.replay(event_id)
 
+    def backfill(self, *, since: datetime, until: datetime | None = None) -> BackfillReport:
+        """Apply the gateway's events of ``[since, until]`` that were missed, oldest first.
+
+        See `backfill_events`, which this runs with the dispatcher's mode.
+        """
+        return run_backfill(self.service, self._applier, since=since, until=until)
+
 
 def _refuse(failure: Failure, event_id: str | None = None) -> WebhookResponse:
     # The failure class only: never the header, the body, a secret or the expected signature.
@@ -511,6 +520,43 @@ class _Applier:
         processed = WebhookStatus.PROCESSED in statuses
         status = WebhookStatus.PROCESSED if processed else WebhookStatus.IGNORED
         return WebhookResponse.accepted(status.value, event_id)
+
+
+def backfill_events(
+    service: EscrowService,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    livemode: bool | None = None,
+) -> BackfillReport:
+    """Apply the gateway's events created in ``[since, until]``, oldest first, as webhooks.
+
+    Reads the gateway's events list (`PaymentGateway.iter_events`: Stripe's
+    ``GET /v1/events``, which keeps 30 days) and feeds each event through the path a
+    delivered webhook takes: the same checks, one transaction per event, the event log.
+    Events the log holds as processed or ignored are counted as seen and not applied again,
+    so it is safe to run repeatedly and with overlapping windows. The events are read with
+    the secret key, so they are applied as verified webhooks are; no signing secret is
+    needed: this is what ``bountyescrow webhooks backfill`` runs.
+
+    Args:
+        service: the service to apply the events to.
+        since: the start of the window (timezone-aware), e.g. when the outage began.
+        until: its end (timezone-aware); None: up to now.
+        livemode: the mode events must be in; None takes it from ``service.gateway``.
+
+    Returns:
+        The counts: processed, ignored, failed (kept in the event log as failed, for
+        `replay`) and seen.
+
+    Raises:
+        ValueError: a naive datetime, or `until` before `since`.
+        GatewayError: the events list could not be read (a refused key also raises the
+            ``gateway_credentials_refused`` alert). Events applied before stay applied.
+    """
+    mode = service.gateway.livemode if livemode is None else livemode
+    applier = _Applier(service, mode, ApiVersionCheck(gateway_api_version(service.gateway)))
+    return run_backfill(service, applier, since=since, until=until)
 
 
 def replay_event(

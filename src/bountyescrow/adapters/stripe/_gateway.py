@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
@@ -21,7 +21,7 @@ import stripe
 from stripe import StripeResponse
 
 from bountyescrow._alerts import alert
-from bountyescrow.adapters.stripe import _checks
+from bountyescrow.adapters.stripe import _checks, _events_list
 from bountyescrow.adapters.stripe._checks import RequestRefusedError
 from bountyescrow.adapters.stripe._errors import header, reported_intent_status, translated
 from bountyescrow.adapters.stripe._parse import (
@@ -774,6 +774,20 @@ class StripeGateway:
             )
         # Lists come newest first: the oldest object is the one the first attempt made.
         return _parse_or_unknown(action, matches[-1], parse)
+
+    # --- the events list (backfill) ----------------------------------------------------------
+
+    def iter_events(
+        self, *, since: datetime, until: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the platform's events created in ``[since, until]``, oldest first
+        (``GET /v1/events``; Stripe keeps 30 days), as the raw JSON a webhook carries.
+
+        Raises:
+            ValueError: a naive datetime, or `until` before `since`.
+            GatewayError: see `PaymentGateway`.
+        """
+        return _events_list.iter_events(self._client, since=since, until=until)
 
 
 def _items(action: str, page: Callable[[str | None], stripe.StripeObject]) -> Iterator[Json]:

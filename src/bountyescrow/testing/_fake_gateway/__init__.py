@@ -40,7 +40,9 @@ gateway handed back to them. Each base names, in its class line, the bases whose
 calls, so what a module needs does not depend on the method resolution order:
 
 - `_state._FakeState`: the lock, the tables, ids, snapshots and lookups (object state);
-- `_events._Events(_FakeState)`: queued events, webhook signing and delivery, `movements`;
+- `_event_log._EventLog(_FakeState)`: the events list every queued event stays in
+  (`iter_events`, for the backfill);
+- `_events._Events(_EventLog)`: queued events, webhook signing and delivery, `movements`;
 - `_effects._Effects(_Events)`: how transfers, refunds, reversals... change the objects;
 - `_idempotency._KeyedCalls(_FakeState)`: idempotency keys, their replay and their expiry;
 - `_controls_parties._PartyControls(_Effects)`: the test controls for the payer and payees;

@@ -18,7 +18,8 @@ import attrs
 from bountyescrow.domain.gateway_objects import GatewayEvent, GatewayObject
 from bountyescrow.domain.money import Money
 from bountyescrow.testing import _fake_stripe_json as sj
-from bountyescrow.testing._fake_gateway._state import _FakeState, _metadata_op, _Queued
+from bountyescrow.testing._fake_gateway._event_log import _EventLog
+from bountyescrow.testing._fake_gateway._state import _metadata_op, _Queued
 from bountyescrow.testing._fake_stripe_json import (
     JSON,
     DisputeRecord,
@@ -49,7 +50,7 @@ class Movement:
     status: str = "succeeded"
 
 
-class _Events(_FakeState):
+class _Events(_EventLog):
     """The events `FakeGateway` queues and delivers, and the movements it records."""
 
     # --- what happened ----------------------------------------------------------------------
@@ -83,7 +84,10 @@ class _Events(_FakeState):
             return tuple(copy.deepcopy(item.payload) for item in self._queue)
 
     def drop_events(self) -> int:
-        """Discard the queued events (Stripe gave up on them); return how many there were."""
+        """Discard the queued events (Stripe gave up on them); return how many there were.
+
+        They stay in the events list (`iter_events`), as at Stripe: a backfill finds them.
+        """
         with self._lock:
             count = len(self._queue)
             self._queue.clear()
@@ -209,6 +213,7 @@ class _Events(_FakeState):
             account=account,
         )
         self._queue.append(_Queued(event, payload))
+        self._log_event(payload)
 
     def _queue_payment(self, pi: PaymentIntentRecord, type: str) -> None:
         self._enqueue(

@@ -147,6 +147,8 @@ class _FakeState:
         self._failures: dict[str, deque[str]] = {kind: deque() for kind in _MODES_BY_KIND}
         self._hold_refunds = False
         self._queue: list[_Queued] = []
+        #: Every payload ever queued, oldest first: the events list (`_event_log`).
+        self._event_log: deque[JSON] = deque()
         self._movements: list[tuple[str, object]] = []
         self._payments: dict[str, PaymentIntentRecord] = {}
         self._charges: dict[str, ChargeRecord] = {}
