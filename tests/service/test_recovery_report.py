@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ import pydantic
 import pytest
 
 from bountyescrow import EscrowService, EscrowSettings, OperationStatus
+from bountyescrow.cli import main
 from bountyescrow.domain.gateway_objects import CreateTransfer
 from bountyescrow.errors import GatewayAuthenticationError, GatewayUnavailableError
 from bountyescrow.testing import FakeGateway, InMemoryStore, ManualClock
@@ -200,3 +203,52 @@ class TestPendingTooLong:
     def test_a_threshold_that_is_not_positive_is_refused(self, value: timedelta) -> None:
         with pytest.raises(pydantic.ValidationError, match="pending_alert_after"):
             EscrowSettings(pending_alert_after=value)
+
+
+class TestRecoverCommand:
+    @staticmethod
+    def run(service: EscrowService) -> int:
+        @contextmanager
+        def build(url: str, namespace: str) -> Iterator[EscrowService]:
+            yield service
+
+        return main(["recover", "--url", "unused"], service_factory=build)
+
+    def test_prints_the_oldest_pending_age_and_exits_1_when_stripe_is_unreachable(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        clock: ManualClock,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        stuck_release(service, fake)
+        clock.advance(timedelta(hours=2, minutes=5))
+        fake.fail_next("transfer", "unavailable")
+        assert self.run(service) == 1
+        out = capsys.readouterr().out
+        assert "still pending 0, errors 1, oldest pending 2h05m" in out
+
+    def test_prints_none_when_nothing_is_pending(
+        self, service: EscrowService, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert self.run(service) == 0
+        out = capsys.readouterr().out
+        assert out.strip() == (
+            "claimed 0, completed 0, still pending 0, errors 0, oldest pending none"
+        )
+
+    def test_short_ages(
+        self,
+        service: EscrowService,
+        fake: FakeGateway,
+        clock: ManualClock,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        stuck_release(service, fake)
+        clock.advance(timedelta(seconds=12))
+        assert self.run(service) == 0  # not due yet: nothing claimed
+        assert "oldest pending 12s" in capsys.readouterr().out
+        clock.advance(timedelta(minutes=4, seconds=58))
+        fake.fail_next("transfer", "unavailable")
+        self.run(service)
+        assert "oldest pending 5m10s" in capsys.readouterr().out
