@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from bountyescrow._alerts import alert
 from bountyescrow.alerts import Alert, add_alert_handler, capture_alerts
 from bountyescrow.domain.gateway_objects import (
     CreateTransfer,
+    PaymentSnapshot,
     RefundSnapshot,
     TransferSnapshot,
 )
@@ -153,6 +154,10 @@ class RefusingFake(FakeGateway):
         self._raise("get_refund")
         return super().get_refund(refund_ref)
 
+    def get_payment(self, payment_ref: str) -> PaymentSnapshot:
+        self._raise("get_payment")
+        return super().get_payment(payment_ref)
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -230,6 +235,21 @@ class TestCredentialsRefused:
         assert [a.kind for a in alerts] == ["gateway_credentials_refused"], "one per cause"
         fake.deliver(service)
         assert service.check_invariants() == []
+
+    def test_recovery_polling_with_a_refused_key_alerts(
+        self, service: EscrowService, fake: RefusingFake, clock: ManualClock
+    ) -> None:
+        """A payment awaited by recover() is polled; the refused key alerts on that poll."""
+        escrow = service.open_escrow(
+            bounty_id="b1", poster_id=POSTER.id, amount=Money(25_000, "usd"), actor=POSTER
+        )
+        clock.advance(timedelta(hours=1))
+        fake.raising["get_payment"] = _refused_key()
+        with capture_alerts() as alerts:
+            service.recover()
+        assert [(a.kind, a.fields["escrow_id"]) for a in alerts] == [
+            ("gateway_credentials_refused", escrow.id)
+        ]
 
 
 class TestWebhookEventFailed:

@@ -37,6 +37,7 @@ from bountyescrow.service import _idempotency as idem
 from bountyescrow.service import _validation as valid
 from bountyescrow.service._context import Denied, ServiceContext, log, new_id
 from bountyescrow.service._driver import KeyHolder, OperationDriver
+from bountyescrow.service._gateway_alerts import credentials_refused
 from bountyescrow.service._reads import Reads
 from bountyescrow.service._runner import CommandRunner, Started
 
@@ -220,6 +221,9 @@ class EscrowCommands:
             try:
                 secret = self.ctx.gateway.get_payment(escrow.payment_ref).client_secret
             except GatewayError as exc:
+                credentials_refused(
+                    exc, f"fetching the payment of {escrow.id}", escrow_id=escrow.id
+                )
                 log.warning("could not fetch the client secret of %s: %s", escrow.id, exc)
         return attrs.evolve(escrow, client_secret=secret)
 

@@ -33,6 +33,7 @@ from bountyescrow.ports.store import UnitOfWork
 from bountyescrow.service._applier import Applied, EventApplier
 from bountyescrow.service._context import ServiceContext, log
 from bountyescrow.service._driver import REPLAYED, OperationDriver, Recorded
+from bountyescrow.service._gateway_alerts import credentials_refused
 
 #: The longest wait between two polls of an object whose outcome is awaited.
 _MAX_POLL_WAIT = timedelta(days=1)
@@ -216,6 +217,7 @@ class Recovery:
                 account = self.ctx.gateway.get_account(payee.account_ref)
             except GatewayError as exc:
                 errors += _matters(exc)
+                credentials_refused(exc, f"re-checking payee {payee.id}", payee_id=payee.id)
                 log.warning("re-checking payee %s failed: %s", payee.id, exc)
 
             def work(uow: UnitOfWork, payee: Payee = payee, account: Any = account) -> Applied:
@@ -308,6 +310,9 @@ class Recovery:
                 obj = self.ctx.gateway.get_refund(op.gateway_ref)
         except GatewayError as exc:
             error = exc
+            credentials_refused(
+                exc, f"polling {op.kind.value} {op.id}", escrow_id=op.escrow_id, operation_id=op.id
+            )
             log.warning("polling %s failed: %s", op.id, exc)
 
         def work(uow: UnitOfWork) -> tuple[Operation, Applied]:
