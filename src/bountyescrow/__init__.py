@@ -16,7 +16,14 @@ from bountyescrow.domain.payee import Payee
 from bountyescrow.domain.records import AuditRecord, WebhookStatus
 from bountyescrow.policy import RoleBasedPolicy
 from bountyescrow.ports.policy import Actor, Decision
-from bountyescrow.service import EscrowService, EscrowSettings, RecoveryReport
+from bountyescrow.service import (
+    Discrepancy,
+    DiscrepancyKind,
+    EscrowService,
+    EscrowSettings,
+    ReconciliationReport,
+    RecoveryReport,
+)
 
 __version__ = "0.1.0"
 
@@ -24,6 +31,8 @@ __all__ = [
     "Actor",
     "AuditRecord",
     "Decision",
+    "Discrepancy",
+    "DiscrepancyKind",
     "Dispute",
     "DomainEvent",
     "Escrow",
@@ -40,6 +49,7 @@ __all__ = [
     "OperationStatus",
     "Payee",
     "Posting",
+    "ReconciliationReport",
     "RecoveryReport",
     "RoleBasedPolicy",
     "WebhookStatus",

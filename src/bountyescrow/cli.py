@@ -1,4 +1,5 @@
-"""The `bountyescrow` command line: demo, migrations, pruning, recovery, checks, replay."""
+"""The `bountyescrow` command line: demo, migrations, pruning, recovery, checks, replay,
+reconciliation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from bountyescrow.errors import BountyEscrowError
 
 if TYPE_CHECKING:  # the service pulls in the whole library; the CLI imports it when needed
-    from bountyescrow.service import EscrowService
+    from bountyescrow.service import EscrowService, ReconciliationReport
 
 #: Builds the service `webhooks replay` applies events to, from (database URL, namespace).
 ServiceFactory = Callable[[str, str], AbstractContextManager["EscrowService"]]
@@ -109,6 +110,50 @@ def _parser() -> argparse.ArgumentParser:
             help="the namespace your app gives EscrowService (default: "
             "$BOUNTYESCROW_NAMESPACE or 'default')",
         )
+    # --- reconcile ------------------------------------------------------------------------
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare the books with Stripe's own objects (run it nightly); exit 1 on a "
+        "discrepancy",
+        description="Compare the books with the objects Stripe lists for a window (or those "
+        "of the escrows named), and the platform balance with the reserve, with the Stripe "
+        "API key in STRIPE_API_KEY. With --repair, adopt what webhooks missed (never sending "
+        "money). Exits 0 when nothing is left to look at, 1 when discrepancies remain, 2 when "
+        "something could not be checked.",
+    )
+    reconcile.add_argument("--url", required=True, help="SQLAlchemy database URL")
+    reconcile.add_argument(
+        "--since",
+        default=None,
+        help="start of the window: an age (30m, 12h, 2d, 1w) or an ISO 8601 time (UTC when "
+        "no offset is given); default: the beginning",
+    )
+    reconcile.add_argument(
+        "--until",
+        default=None,
+        help="end of the window, as --since (default: 5 minutes ago; younger objects are left "
+        "to their webhooks)",
+    )
+    reconcile.add_argument(
+        "--escrow",
+        action="append",
+        dest="escrows",
+        metavar="ID",
+        help="reconcile only this escrow (repeat for several); no window, no balance check",
+    )
+    reconcile.add_argument(
+        "--repair",
+        action="store_true",
+        help="adopt what the gateway did and the books missed, as webhooks would (never sends "
+        "money)",
+    )
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
+    reconcile.add_argument(
+        "--namespace",
+        default=os.environ.get("BOUNTYESCROW_NAMESPACE", "default"),
+        help="the namespace your app gives EscrowService (default: $BOUNTYESCROW_NAMESPACE "
+        "or 'default')",
+    )
     return parser
 
 
@@ -201,6 +246,70 @@ def _backfill(
     return 0 if report.ok else 1
 
 
+# --- reconcile -----------------------------------------------------------------------------
+
+
+def _reconcile(args: argparse.Namespace, factory: ServiceFactory) -> int:
+    import json
+
+    try:
+        with factory(args.url, args.namespace) as service:
+            now = service.now()
+            since = None if args.since is None else _when(args.since, now)
+            until = None if args.until is None else _when(args.until, now)
+            report = service.reconcile(
+                since=since, until=until, escrow_ids=args.escrows, repair=args.repair
+            )
+    except (ImportError, ValueError, BountyEscrowError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report)
+    if report.errors:
+        return 2
+    return 1 if report.unresolved else 0
+
+
+def _print_report(report: ReconciliationReport) -> None:
+    """The report as a table, one discrepancy per row with its details below, then a summary."""
+    rows = [
+        (
+            d.kind.value,
+            d.escrow_id or "-",
+            d.operation_id or "-",
+            d.gateway_ref or "-",
+            "repaired" if d.repaired else "repairable" if d.repairable else "to look at",
+        )
+        for d in report.discrepancies
+    ]
+    if rows:
+        header = ("KIND", "ESCROW", "OPERATION", "GATEWAY", "STATE")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+        for row, found in zip(rows, report.discrepancies, strict=True):
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            print(f"    books:   {found.ours}")
+            print(f"    gateway: {found.theirs}")
+            print(f"    action:  {found.action} ({found.runbook})")
+    for error in report.errors:
+        print(f"error: {error}")
+    window = (
+        "the escrows named"
+        if report.since is None and report.until is None
+        else f"{report.since.isoformat() if report.since else 'the beginning'} to "
+        f"{report.until.isoformat() if report.until else 'now'}"
+    )
+    counts = ", ".join(f"{kind} {n}" for kind, n in report.counts().items()) or "none"
+    print(
+        f"reconciled {report.escrows_checked} escrows and {report.objects_read} gateway objects "
+        f"({window}) in {report.duration.total_seconds():.1f} s: discrepancies {counts}; "
+        f"repaired {len(report.repaired)}, unresolved {len(report.unresolved)}, errors "
+        f"{len(report.errors)}"
+    )
+
+
 def _list_failed(url: str, schema: str, limit: int) -> int:
     # Reading the event log needs no gateway: the store alone answers.
     try:
@@ -257,8 +366,8 @@ def main(
 ) -> int:
     """Run the command line; returns the exit status.
 
-    `service_factory` replaces `stripe_service` for ``webhooks replay``, ``recover`` and
-    ``check`` (tests pass a service over the fake gateway).
+    `service_factory` replaces `stripe_service` for ``webhooks replay``, ``recover``,
+    ``check`` and ``reconcile`` (tests pass a service over the fake gateway).
     """
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -274,6 +383,8 @@ def main(
         )
     if args.command == "webhooks":
         return _replay(args.event_id, args.url, args.namespace, service_factory or stripe_service)
+    if args.command == "reconcile":
+        return _reconcile(args, service_factory or stripe_service)
     if args.command in ("recover", "check"):
         return _maintain(args.command, args.url, args.namespace, service_factory or stripe_service)
     try:

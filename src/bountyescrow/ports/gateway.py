@@ -11,6 +11,7 @@ gateway shares (`check_amount`, `check_metadata`, `cross_border_problem`, with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -39,6 +40,7 @@ __all__ = [
     "check_amount",
     "check_metadata",
     "cross_border_problem",
+    "window_bounds",
 ]
 
 #: The countries Stripe's cross-border payouts connect: a platform in any of them can transfer
@@ -261,3 +263,81 @@ class PaymentGateway(Protocol):
             GatewayError: the list could not be read (see the class docstring).
         """
         ...
+
+    # --- lists (reconciliation reads the provider's objects in a window) ----------------------
+
+    def iter_payments(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[PaymentSnapshot]:
+        """Yield the PaymentIntents created in ``[since, until)`` that carry bountyescrow
+        metadata (``bountyescrow_escrow_id``), newest first.
+
+        None for `since` or `until` leaves that end open. Pages are read as they are consumed,
+        so memory stays flat however many objects the window holds; the same holds for every
+        list method below. Gateways written before the list methods existed lack them;
+        `EscrowService.reconcile` then raises `ConfigurationError`.
+
+        Raises:
+            ValueError: `since` or `until` is a naive datetime, or `until` is before `since`.
+            GatewayError: a page could not be read (see the class docstring).
+        """
+        ...
+
+    def iter_transfers(
+        self,
+        *,
+        transfer_group: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[TransferSnapshot]:
+        """Yield the transfers created in ``[since, until)``, of `transfer_group` when given,
+        newest first, each with all its reversals. Transfers without bountyescrow metadata
+        are yielded too (a transfer made in the Dashboard into an escrow's group is one)."""
+        ...
+
+    def iter_refunds(
+        self,
+        *,
+        payment_ref: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[RefundSnapshot]:
+        """Yield the refunds created in ``[since, until)``, of the PaymentIntent `payment_ref`
+        when given, newest first, whatever their status and metadata (a refund made in the
+        Dashboard carries none)."""
+        ...
+
+    def iter_disputes(
+        self,
+        *,
+        payment_ref: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[DisputeSnapshot]:
+        """Yield the disputes created in ``[since, until)``, of the PaymentIntent
+        `payment_ref` when given, newest first, with their withdrawn and reinstated totals."""
+        ...
+
+    def get_balance(self) -> dict[str, Money]:
+        """The platform's balance per currency (lower case): available plus pending, the
+        money the escrows' reserve must stay within (`EscrowService.required_reserve`)."""
+        ...
+
+
+def window_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
+    """The Unix seconds a list window ``[since, until)`` covers, for the list methods.
+
+    Providers stamp objects in whole seconds, so `since` is rounded down and `until` up: the
+    window may take in an object of the second it starts or ends in, never leave one out.
+
+    Raises:
+        ValueError: `since` or `until` is a naive datetime, or `until` is before `since`.
+    """
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.utcoffset() is None:
+            raise ValueError(f"{name} must be an aware datetime (with a time zone), got {moment}")
+    if since is not None and until is not None and until < since:
+        raise ValueError(f"until ({until}) is before since ({since})")
+    start = None if since is None else math.floor(since.timestamp())
+    end = None if until is None else math.ceil(until.timestamp())
+    return start, end

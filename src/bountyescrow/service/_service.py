@@ -7,6 +7,7 @@ The parts are composed here, each taking what it needs in its constructor (DESIG
   transitions inside a unit of work;
 - `OperationDriver`: steps 2 and 3 of intent, call, record;
 - `Recovery`: `recover()`, which re-drives what was left pending;
+- `Reconciler`: `reconcile()`, the books against the gateway's own objects;
 - `Reads`: escrows, operations, ledger, audit trail, events, invariants;
 - `CommandRunner`: step 1 of every command (authorization, idempotency, the intent);
 - `EscrowCommands`, `Payees`, `EventIntake`: the commands, payees, and gateway events in.
@@ -44,6 +45,8 @@ from bountyescrow.service._driver import OperationDriver
 from bountyescrow.service._intake import EventIntake
 from bountyescrow.service._payees import Payees
 from bountyescrow.service._reads import Reads
+from bountyescrow.service._reconcile import Reconciler
+from bountyescrow.service._reconcile_report import ReconciliationReport
 from bountyescrow.service._recovery import Recovery, RecoveryReport
 from bountyescrow.service._runner import CommandRunner
 from bountyescrow.service._settings import EscrowSettings
@@ -127,6 +130,7 @@ class EscrowService:
         self._payees = Payees(self.ctx)
         self._intake = EventIntake(self.ctx, self._applier, self._driver)
         self._recovery = Recovery(self.ctx, self._driver, self._applier)
+        self._reconciler = Reconciler(self.ctx, self._applier, self._reads, self._driver)
 
     # --- what it was built with ------------------------------------------------------------
 
@@ -496,6 +500,41 @@ class EscrowService:
         key generation.
         """
         return self._recovery.recover(limit=limit)
+
+    def reconcile(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        escrow_ids: Sequence[str] | None = None,
+        repair: bool = False,
+    ) -> ReconciliationReport:
+        """Compare the books with the gateway's own objects; with `repair`, adopt what was missed.
+
+        Without `escrow_ids`, every object the gateway lists as created in ``[since, until)``
+        is compared (its list endpoints, a page at a time), then the books are walked a page
+        of escrows at a time for objects they name in the window that no list showed, and the
+        platform balance is compared with `required_reserve` per currency. `since` None starts
+        at the beginning; `until` None is five minutes ago (younger objects are left to their
+        webhooks). With `escrow_ids`, only those escrows' objects are compared, whatever their
+        age (no balance check).
+
+        With ``repair=True`` the repairable discrepancies (a missed payment, refund outcome,
+        reversal or dispute, a release or refund whose answer was lost) are applied as their
+        webhooks would have been; repair never sends money (see `Discrepancy.repairable`).
+
+        Returns:
+            A `ReconciliationReport`: every `Discrepancy` found (repaired ones marked), the
+            counts, and what could not be checked (`errors`).
+
+        Raises:
+            ConfigurationError: the gateway has no list methods (`PaymentGateway`).
+            ValueError: a naive datetime, or `until` before `since`.
+            GatewayError: a list of the gateway could not be read.
+        """
+        return self._reconciler.reconcile(
+            since=since, until=until, escrow_ids=escrow_ids, repair=repair
+        )
 
     def apply_object(self, uow: UnitOfWork, obj: GatewayObject) -> Applied:
         """Apply one gateway object inside `uow`."""

@@ -315,6 +315,10 @@ def test_every_gateway_call_happens_with_no_connection_or_transaction_open(
     fake.deliver(service)  # dispute events: re-fetched
     # The backfill reads the events list between the events it applies.
     backfill_events(service, since=clock.now() - timedelta(days=2))
+    # Reconciliation reads the lists, the balance and single objects between its units of work.
+    clock.advance(timedelta(minutes=10))
+    service.reconcile(repair=True)
+    service.reconcile(escrow_ids=[escrow_id])
 
     assert gateway.violations == []
     assert set(gateway.calls) == PORT

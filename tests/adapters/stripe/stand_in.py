@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class StripeStandIn:
         self._request_ids = itertools.count(1)
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Answer]]] = [
             ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
+            ("GET", re.compile(r"/v1/payment_intents"), self._list_payment_intents),
             ("GET", re.compile(r"/v1/payment_intents/(?P<id>[^/]+)"), self._get_payment_intent),
             (
                 "POST",
@@ -114,6 +116,8 @@ class StripeStandIn:
             ("GET", re.compile(r"/v1/refunds"), self._list_refunds),
             ("GET", re.compile(r"/v1/refunds/(?P<id>[^/]+)"), self._get_refund),
             ("GET", re.compile(r"/v1/disputes/(?P<id>[^/]+)"), self._get_dispute),
+            ("GET", re.compile(r"/v1/disputes"), self._list_disputes),
+            ("GET", re.compile(r"/v1/balance"), self._get_balance),
             ("GET", re.compile(r"/v1/account"), self._get_platform_account),
             ("POST", re.compile(r"/v1/accounts"), self._create_account),
             ("GET", re.compile(r"/v1/accounts/(?P<id>[^/]+)"), self._get_account),
@@ -316,6 +320,10 @@ class StripeStandIn:
         self.payment_intents[intent["id"]] = intent
         return 200, copy.deepcopy(intent)
 
+    def _list_payment_intents(self, params: dict[str, Any]) -> Answer:
+        items = list(self.payment_intents.values())
+        return 200, _page(items, params, url="/v1/payment_intents")
+
     def _get_payment_intent(self, params: dict[str, Any], id: str) -> Answer:
         return 200, copy.deepcopy(self._find(self.payment_intents, id, "payment_intent"))
 
@@ -478,6 +486,41 @@ class StripeStandIn:
     def _get_dispute(self, params: dict[str, Any], id: str) -> Answer:
         return 200, copy.deepcopy(self._find(self.disputes, id, "dispute"))
 
+    def _list_disputes(self, params: dict[str, Any]) -> Answer:
+        pi = params.get("payment_intent")
+        items = [d for d in self.disputes.values() if pi is None or d["payment_intent"] == pi]
+        return 200, _page(items, params, url="/v1/disputes")
+
+    def _get_balance(self, params: dict[str, Any]) -> Answer:
+        """The platform balance: charges in; refunds, transfers and dispute withdrawals (with
+        their fees) out; reversals and reinstatements back. All of it available."""
+        totals: dict[str, int] = {}
+
+        def add(currency: str, amount: int) -> None:
+            totals[currency] = totals.get(currency, 0) + amount
+
+        for ch in self.charges.values():
+            add(ch["currency"], ch["amount"] - ch["amount_refunded"])
+        for tr in self.transfers.values():
+            add(tr["currency"], tr["amount_reversed"] - tr["amount"])
+        for dp in self.disputes.values():
+            for txn in dp["balance_transactions"]:
+                add(txn["currency"], txn["amount"] - txn["fee"])
+        available = [
+            {"amount": a, "currency": c, "source_types": {"card": a}}
+            for c, a in sorted(totals.items())
+        ]
+        pending = [
+            {"amount": 0, "currency": c, "source_types": {"card": 0}} for c in sorted(totals)
+        ]
+        return 200, {
+            "object": "balance",
+            "available": available,
+            "connect_reserved": [],
+            "livemode": self.livemode,
+            "pending": pending,
+        }
+
     def _get_platform_account(self, params: dict[str, Any]) -> Answer:
         return 200, builders.platform_account(country=self.platform_country)
 
@@ -571,7 +614,16 @@ def _server_error() -> dict[str, Any]:
 
 
 def _page(items: list[dict[str, Any]], params: dict[str, Any], *, url: str) -> dict[str, Any]:
-    """One page of a list endpoint: newest first, `limit` and `starting_after` honoured."""
+    """One page of a list endpoint: newest first, `limit`, `starting_after` and the
+    ``created`` filter (``gt``, ``gte``, ``lt``, ``lte``) honoured."""
+    created = params.get("created")
+    if isinstance(created, dict):
+        tests = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+        items = [
+            item
+            for item in items
+            if all(tests[op](item["created"], int(value)) for op, value in created.items())
+        ]
     newest_first = list(reversed(items))
     after = params.get("starting_after")
     if after is not None:

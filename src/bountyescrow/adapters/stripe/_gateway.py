@@ -24,6 +24,7 @@ from bountyescrow._alerts import alert
 from bountyescrow.adapters.stripe import _checks, _events_list
 from bountyescrow.adapters.stripe._checks import RequestRefusedError
 from bountyescrow.adapters.stripe._errors import header, reported_intent_status, translated
+from bountyescrow.adapters.stripe._lists import ListCalls, Pacer
 from bountyescrow.adapters.stripe._parse import (
     Json,
     parse_account,
@@ -130,7 +131,7 @@ class _HTTPXClient(stripe.HTTPXClient):
         return [args, kwargs]
 
 
-class StripeGateway:
+class StripeGateway(ListCalls):
     """Moves money on Stripe for `EscrowService`: PaymentIntents, Transfers, Refunds, reversals.
 
     Give it either a ready `stripe.StripeClient` or an API key; with a key it builds its own
@@ -204,6 +205,7 @@ class StripeGateway:
             raise ConfigurationError(f"accounts must be 'v1' or 'v2', got {accounts!r}")
         self._cross_border_agreement = cross_border_agreement
         self._accounts: AccountsApi = accounts
+        self._list_pacer = Pacer()
         self._platform_country: str | None = None
         if platform_country is not None:
             try:

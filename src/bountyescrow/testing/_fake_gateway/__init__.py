@@ -48,7 +48,11 @@ calls, so what a module needs does not depend on the method resolution order:
 - `_controls_parties._PartyControls(_Effects)`: the test controls for the payer and payees;
 - `_controls_incidents._IncidentControls(_Effects)`: failures, refunds, disputes, outside
   changes;
-- `_gateway.FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls)`: the port's calls.
+- `_lists._Lists(_Effects)`: the list calls reconciliation reads (`iter_payments`...,
+  `get_balance`) and the controls that make the books disagree (`transfer_outside`,
+  `duplicate_transfer`, `payout_platform`, `top_up`, `lose_object`);
+- `_gateway.FakeGateway(_PartyControls, _IncidentControls, _Lists, _KeyedCalls)`: the
+  port's calls.
 
 What needs no state is plain module code: the failure modes and the errors they turn into
 (`_failures`), and the call-hook types with `during_next_call` (`_hooks`).

@@ -34,6 +34,7 @@ from bountyescrow.ports.gateway import (
 from bountyescrow.testing._fake_gateway._controls_incidents import _IncidentControls
 from bountyescrow.testing._fake_gateway._controls_parties import _PartyControls
 from bountyescrow.testing._fake_gateway._idempotency import _KeyedCalls
+from bountyescrow.testing._fake_gateway._lists import _Lists
 from bountyescrow.testing._fake_gateway._state import _metadata_op
 from bountyescrow.testing._fake_stripe_json import AccountRecord, PaymentIntentRecord
 
@@ -49,7 +50,7 @@ _COUNTRY_CURRENCY: Final[Mapping[str, str]] = {
 }  # fmt: skip
 
 
-class FakeGateway(_PartyControls, _IncidentControls, _KeyedCalls):
+class FakeGateway(_PartyControls, _IncidentControls, _Lists, _KeyedCalls):
     """A deterministic, in-memory Stripe for tests: a `PaymentGateway` with test controls.
 
     Args:

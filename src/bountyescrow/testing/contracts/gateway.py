@@ -21,8 +21,9 @@ offers (ours run with ``accounts="v1"`` and ``accounts="v2"``).
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import pytest
@@ -520,3 +521,98 @@ class GatewayContract:
     ) -> None:
         _, transfer = self.made_transfer(gateway, control, 500)
         assert gateway.find_reversal(transfer_ref=transfer.ref, operation_id="op_none") is None
+
+    # --- lists (what reconciliation reads) --------------------------------------------------
+
+    #: How far into a list (newest first) the objects just made are looked for: a real test
+    #: account may hold many older ones.
+    RECENT = 100
+
+    def test_iter_payments_lists_payments_with_our_metadata_only(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        """Newest first; a PaymentIntent without bountyescrow metadata is left out."""
+        request, paid = self.paid_payment(gateway, control)
+        unpaid = gateway.create_payment(self.payment_request(), idempotency_key=_key())
+        other = gateway.create_payment(
+            CreatePayment(amount=_usd(_AMOUNT), transfer_group="g", metadata={"order": "o-1"}),
+            idempotency_key=_key(),
+        )
+        listed = {p.ref: p for p in itertools.islice(gateway.iter_payments(), self.RECENT)}
+        assert paid.ref in listed
+        assert unpaid.ref in listed
+        assert other.ref not in listed
+        assert listed[paid.ref].status == "succeeded"
+        assert listed[paid.ref].amount_received == _usd(_AMOUNT)
+        assert dict(listed[paid.ref].metadata) == dict(request.metadata)
+
+    def test_lists_honour_their_window(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        """Nothing was created after 2100 or before 2000; a naive datetime is refused."""
+        _, transfer = self.made_transfer(gateway, control, 500)
+        future = datetime(2100, 1, 1, tzinfo=UTC)
+        past = datetime(2000, 1, 1, tzinfo=UTC)
+        for since, until in ((future, None), (None, past)):
+            assert list(gateway.iter_payments(since=since, until=until)) == []
+            assert list(gateway.iter_transfers(since=since, until=until)) == []
+            assert list(gateway.iter_refunds(since=since, until=until)) == []
+            assert list(gateway.iter_disputes(since=since, until=until)) == []
+        listed = gateway.iter_transfers(since=past, until=future)
+        assert transfer.ref in {t.ref for t in itertools.islice(listed, self.RECENT)}
+        with pytest.raises(ValueError, match="since"):
+            list(gateway.iter_transfers(since=datetime(2020, 1, 1)))
+        with pytest.raises(ValueError, match="before"):
+            list(gateway.iter_refunds(since=future, until=past))
+
+    def test_iter_transfers_of_a_group_brings_every_reversal(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        request, transfer = self.made_transfer(gateway, control, 1_000)
+        first = gateway.create_reversal(
+            self.reversal_request(request, transfer.ref, 300), idempotency_key=_key()
+        )
+        second = gateway.create_reversal(
+            self.reversal_request(request, transfer.ref, 200), idempotency_key=_key()
+        )
+        listed = list(gateway.iter_transfers(transfer_group=request.transfer_group))
+        assert [t.ref for t in listed] == [transfer.ref]
+        assert {r.ref for r in listed[0].reversals} == {first.ref, second.ref}
+        assert listed[0].amount == _usd(1_000)
+        assert dict(listed[0].metadata) == dict(request.metadata)
+
+    def test_iter_refunds_of_a_payment_lists_each_refund(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        payment, paid = self.paid_payment(gateway, control)
+        escrow_id = payment.metadata[META_ESCROW]
+        made = [
+            gateway.create_refund(
+                self.refund_request(paid.ref, escrow_id, amount), idempotency_key=_key()
+            )
+            for amount in (700, 300)
+        ]
+        listed = list(gateway.iter_refunds(payment_ref=paid.ref))
+        assert {r.ref for r in listed} == {r.ref for r in made}
+        assert all(r.payment_ref == paid.ref for r in listed)
+        assert sum(r.amount.amount for r in listed) == 1_000
+        _, other = self.paid_payment(gateway, control)
+        assert list(gateway.iter_refunds(payment_ref=other.ref)) == []
+
+    def test_iter_disputes_of_an_undisputed_payment_is_empty(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        _, paid = self.paid_payment(gateway, control)
+        assert list(gateway.iter_disputes(payment_ref=paid.ref)) == []
+
+    def test_get_balance_is_per_currency_in_that_currency(
+        self, gateway: PaymentGateway, control: GatewayControl
+    ) -> None:
+        """After a payment the balance has dollars (available or pending)."""
+        self.paid_payment(gateway, control)
+        balance = gateway.get_balance()
+        assert "usd" in balance
+        for currency, money in balance.items():
+            assert currency == currency.lower()
+            assert isinstance(money, Money)
+            assert money.currency == currency
