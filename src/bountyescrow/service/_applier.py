@@ -52,6 +52,9 @@ class Applied:
     written: dict[str, Operation] = attrs.Factory(dict)
     #: The escrow as this unit of work last wrote it (its stored `version` included).
     escrow: Escrow | None = None
+    #: Alerts to raise once the transaction has committed (a rerun or a rollback of the
+    #: unit of work must not raise them twice, or for nothing).
+    alerts: list[Callable[[], None]] = attrs.Factory(list)
 
 
 class EventApplier:

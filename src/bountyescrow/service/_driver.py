@@ -7,6 +7,7 @@ leaves the operation pending with its lease cleared; `recover()` picks it up lat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
@@ -431,17 +432,20 @@ class OperationDriver:
             # attempt goes out under a new key generation once the balance is topped up.
             attempts = op.attempts + 1
             wait = self._backoff(attempts, exc)
-            alert(
-                "reserve_breach",
-                "the platform balance cannot cover release %s of escrow %s (%s); it stays "
-                "pending and is retried from %s. Keep payouts manual, or capped at the balance "
-                "minus required_reserve().",
-                op.id,
-                op.escrow_id,
-                op.net,
-                f"{now + wait:%Y-%m-%d %H:%M:%S}",
-                escrow_id=op.escrow_id,
-                operation_id=op.id,
+            applied.alerts.append(
+                functools.partial(
+                    alert,
+                    "reserve_breach",
+                    "the platform balance cannot cover release %s of escrow %s (%s); it stays "
+                    "pending and is retried from %s. Keep payouts manual, or capped at the balance "
+                    "minus required_reserve().",
+                    op.id,
+                    op.escrow_id,
+                    op.net,
+                    f"{now + wait:%Y-%m-%d %H:%M:%S}",
+                    escrow_id=op.escrow_id,
+                    operation_id=op.id,
+                )
             )
             return {
                 "attempts": attempts,
@@ -453,13 +457,16 @@ class OperationDriver:
             }
         if exc.outcome_unknown or isinstance(exc, GatewayAuthenticationError):
             if isinstance(exc, IdempotencyMismatchError):
-                alert(
-                    "idempotency_mismatch",
-                    "the gateway saw operation %s's key with other parameters (a bug); it "
-                    "stays pending",
-                    op.id,
-                    escrow_id=op.escrow_id,
-                    operation_id=op.id,
+                applied.alerts.append(
+                    functools.partial(
+                        alert,
+                        "idempotency_mismatch",
+                        "the gateway saw operation %s's key with other parameters (a bug); it "
+                        "stays pending",
+                        op.id,
+                        escrow_id=op.escrow_id,
+                        operation_id=op.id,
+                    )
                 )
             attempts = op.attempts + 1
             return {
@@ -514,7 +521,9 @@ class OperationDriver:
         return min(timedelta(seconds=15 * 2 ** min(attempts, 10)), timedelta(hours=1))
 
     def after_commit(self, applied: Applied) -> None:
-        """After a commit: publish events, send what became due, wake waiting releases."""
+        """After a commit: raise alerts, publish events, send what became due, wake releases."""
+        for raise_alert in applied.alerts:
+            raise_alert()
         self.ctx.publish(applied.events)
         for op_id in applied.ready_releases:
             self.send_ready_release(op_id)
